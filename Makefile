@@ -1,0 +1,36 @@
+# inferd — make setup | make test | make run
+SHELL := /bin/bash
+GPU ?= 0
+GO ?= go
+export INFERD_ORT_LIB ?= $(CURDIR)/.deps/ort/libonnxruntime.so.1
+export INFERD_CACHE ?= $(HOME)/.cache/inferd
+
+# Packages whose code is concurrent run under the race detector too.
+RACE_PKGS := ./batcher/... ./gpu/...
+
+.PHONY: setup test test-short vet bench build
+
+## setup: install ONNX Runtime (and with GPU=1 its CUDA provider) into .deps/
+setup:
+	GPU=$(GPU) scripts/setup.sh
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+## test: setup, then the whole suite (real ONNX Runtime, real services)
+test: GPU = 1
+test: setup vet
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race $(RACE_PKGS)
+
+## test-short: the fast unit tests only
+test-short: setup
+	$(GO) test -short -count=1 ./...
+
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./gpu/
