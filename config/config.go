@@ -1,0 +1,276 @@
+// Package config loads and validates inferd's YAML configuration. Loading
+// is strict: an unknown key is an error naming it. Zero values mean the
+// defaults given in each field's comment, so an empty file (or none) serves
+// the generated ResNet50 on :8000.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole of inferd.yaml.
+type Config struct {
+	// Listen is the HTTP address. Default ":8000".
+	Listen string `yaml:"listen"`
+	// Runtime says which ONNX Runtime to load.
+	Runtime Runtime `yaml:"runtime"`
+	// Server holds the HTTP limits and shutdown timing.
+	Server Server `yaml:"server"`
+	// Models are served side by side. Default: one model "resnet50", the
+	// generated ResNet50, on device auto.
+	Models []Model `yaml:"models"`
+}
+
+// Runtime selects the ONNX Runtime library.
+type Runtime struct {
+	// Library is the path of libonnxruntime.so. Default: $INFERD_ORT_LIB,
+	// then .deps/ort of the checkout, then the system search path.
+	Library string `yaml:"library"`
+	// ModelDir is where generated models are cached. Default:
+	// $INFERD_MODEL_DIR, else ~/.cache/inferd/models.
+	ModelDir string `yaml:"model_dir"`
+}
+
+// Server holds the front end's limits.
+type Server struct {
+	// MaxBodyBytes caps a request body; larger bodies get 413. Default
+	// 64 MiB (a batch of 64 float32 224x224 images is 38.5 MiB in binary).
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// MaxPixels caps a decoded image's width*height (decompression bombs get
+	// 415). Default 40,000,000.
+	MaxPixels int `yaml:"max_pixels"`
+	// ReadTimeout bounds reading one request, headers and body, so a slow
+	// client never holds a batch slot. Default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing one response. Default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes keep-alive connections idle this long. Default 120s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConnections caps concurrent connections. Default 10,000.
+	MaxConnections int `yaml:"max_connections"`
+	// DrainDelay is how long readiness reports 503 before the listener
+	// closes at shutdown, so load balancers move away first. Default 0
+	// standalone; set it to a few health-check intervals behind HAProxy.
+	DrainDelay time.Duration `yaml:"drain_delay"`
+	// ShutdownTimeout bounds finishing queued and in-flight work. Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// ReplicaName is sent in the X-Inferd-Replica header of every response.
+	// Default: the host name and listen port.
+	ReplicaName string `yaml:"replica_name"`
+}
+
+// Model is one served model.
+type Model struct {
+	// Name is the model's name in URLs. Required, unique.
+	Name string `yaml:"name"`
+	// Path is an ONNX file, or "builtin:NAME" for a model inferd generates
+	// (resnet50, resnet50-fp16, resnet50-uint8, tiny, ...). Default
+	// "builtin:resnet50".
+	Path string `yaml:"path"`
+	// Labels is a synset.txt-style file: one label per line, a leading
+	// WordNet id (n01234567) dropped. Default: none (labels are indexes).
+	Labels string `yaml:"labels"`
+	// Device is "auto" (default: cuda:0 when the CUDA provider loads, else
+	// cpu, with one log line saying which and why), "cpu" or "cuda:N".
+	Device string `yaml:"device"`
+	// AllowCPUFallback lets an explicit cuda:N device run on cpu when CUDA
+	// cannot be set up. Default false (the server refuses to start).
+	AllowCPUFallback bool `yaml:"allow_cpu_fallback"`
+	// Instances is the number of ONNX Runtime sessions, i.e. batches in
+	// flight. Default 1 on cpu, 2 on cuda.
+	Instances int `yaml:"instances"`
+	// IntraOpThreads per session. Default 0: ONNX Runtime's choice.
+	IntraOpThreads int `yaml:"intra_op_threads"`
+	// MaxBatch is the largest batch. Default 8 on cpu, 64 on cuda.
+	MaxBatch int `yaml:"max_batch"`
+	// Buckets are the padded batch sizes. Default powers of two to MaxBatch.
+	Buckets []int `yaml:"buckets"`
+	// Batcher tunes the dynamic batcher.
+	Batcher Batcher `yaml:"batcher"`
+	// Preprocess says how an image becomes an input row.
+	Preprocess Preprocess `yaml:"preprocess"`
+	// Softmax applies softmax to the classify endpoint's scores: "auto"
+	// (default: when a row does not already sum to 1), "true" or "false".
+	Softmax string `yaml:"softmax"`
+	// CUDA tunes the CUDA execution provider.
+	CUDA CUDA `yaml:"cuda"`
+}
+
+// Batcher tunes a model's dynamic batcher.
+type Batcher struct {
+	// MaxDelay is the fixed delay window. Default 0: a batch closes as soon
+	// as a session is free, carrying whatever queued meanwhile.
+	MaxDelay time.Duration `yaml:"max_delay"`
+	// LatencyTarget turns on the adaptive window: batches close when
+	// waiting longer would make their oldest request miss it. Default 0 (off).
+	LatencyTarget time.Duration `yaml:"latency_target"`
+	// QueueCapacity caps queued requests; beyond it requests get 503 with
+	// Retry-After. Default 1024.
+	QueueCapacity int `yaml:"queue_capacity"`
+	// DefaultTimeout is a request's deadline when it sets none (a request's
+	// parameters.timeout may shorten it, never lengthen). Default 30s.
+	DefaultTimeout time.Duration `yaml:"default_timeout"`
+	// Priorities is the number of priority levels (0 highest). Default 2.
+	Priorities int `yaml:"priorities"`
+}
+
+// Preprocess says how images become rows; defaults are ImageNet's.
+type Preprocess struct {
+	// Size is the crop side. Default 224 (or the model's input size).
+	Size int `yaml:"size"`
+	// Resize is the shorter side before the centre crop. Default Size*256/224.
+	Resize int `yaml:"resize"`
+	// Mean per RGB channel on the [0,1] scale. Default (0.485, 0.456, 0.406).
+	Mean []float32 `yaml:"mean"`
+	// Std per RGB channel. Default (0.229, 0.224, 0.225).
+	Std []float32 `yaml:"std"`
+}
+
+// CUDA tunes the CUDA execution provider (see gpu.CUDAOptions).
+type CUDA struct {
+	GPUMemLimit              int64  `yaml:"gpu_mem_limit"`
+	ArenaExtendStrategy      string `yaml:"arena_extend_strategy"`
+	CuDNNConvAlgoSearch      string `yaml:"cudnn_conv_algo_search"`
+	CuDNNConvUseMaxWorkspace *bool  `yaml:"cudnn_conv_use_max_workspace"`
+	PreferNHWC               bool   `yaml:"prefer_nhwc"`
+	UseTF32                  *bool  `yaml:"use_tf32"`
+}
+
+// Default is the configuration with no file: the generated ResNet50.
+func Default() *Config {
+	c := &Config{}
+	c.fill()
+	return c
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes YAML strictly and validates it.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	c.fill()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) fill() {
+	if c.Listen == "" {
+		c.Listen = ":8000"
+	}
+	s := &c.Server
+	s.MaxBodyBytes = or(s.MaxBodyBytes, 64<<20)
+	s.MaxPixels = or(s.MaxPixels, 40_000_000)
+	s.ReadTimeout = or(s.ReadTimeout, 30*time.Second)
+	s.WriteTimeout = or(s.WriteTimeout, 30*time.Second)
+	s.IdleTimeout = or(s.IdleTimeout, 120*time.Second)
+	s.MaxConnections = or(s.MaxConnections, 10_000)
+	s.ShutdownTimeout = or(s.ShutdownTimeout, 30*time.Second)
+	if len(c.Models) == 0 {
+		c.Models = []Model{{Name: "resnet50"}}
+	}
+	for i := range c.Models {
+		m := &c.Models[i]
+		m.Path = or(m.Path, "builtin:resnet50")
+		m.Device = or(m.Device, "auto")
+		m.Softmax = or(m.Softmax, "auto")
+	}
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Validate checks values the types cannot, naming the key at fault.
+func (c *Config) Validate() error {
+	seen := map[string]bool{}
+	for i, m := range c.Models {
+		key := fmt.Sprintf("models[%d]", i)
+		if m.Name == "" {
+			return fmt.Errorf("config: %s.name is required", key)
+		}
+		if strings.ContainsAny(m.Name, "/?# ") {
+			return fmt.Errorf("config: %s.name %q: must not contain '/', '?', '#' or spaces", key, m.Name)
+		}
+		if seen[m.Name] {
+			return fmt.Errorf("config: %s.name %q: already used by another model", key, m.Name)
+		}
+		seen[m.Name] = true
+		if err := checkModel(key, m); err != nil {
+			return err
+		}
+	}
+	if c.Server.MaxBodyBytes < 0 || c.Server.MaxPixels < 0 || c.Server.MaxConnections < 0 {
+		return errors.New("config: server.max_body_bytes, max_pixels and max_connections must be >= 0")
+	}
+	return nil
+}
+
+func checkModel(key string, m Model) error {
+	if name, ok := strings.CutPrefix(m.Path, "builtin:"); ok {
+		if _, err := BuiltinSpec(name); err != nil {
+			return fmt.Errorf("config: %s.path: %w", key, err)
+		}
+	}
+	switch m.Softmax {
+	case "auto", "true", "false":
+	default:
+		return fmt.Errorf("config: %s.softmax %q: want auto, true or false", key, m.Softmax)
+	}
+	for _, kv := range []struct {
+		name string
+		v    int
+	}{{"instances", m.Instances}, {"intra_op_threads", m.IntraOpThreads}, {"max_batch", m.MaxBatch},
+		{"batcher.queue_capacity", m.Batcher.QueueCapacity}, {"batcher.priorities", m.Batcher.Priorities},
+		{"preprocess.size", m.Preprocess.Size}, {"preprocess.resize", m.Preprocess.Resize}} {
+		if kv.v < 0 {
+			return fmt.Errorf("config: %s.%s %d: must be >= 0", key, kv.name, kv.v)
+		}
+	}
+	for _, kv := range []struct {
+		name string
+		v    []float32
+	}{{"mean", m.Preprocess.Mean}, {"std", m.Preprocess.Std}} {
+		if len(kv.v) != 0 && len(kv.v) != 3 {
+			return fmt.Errorf("config: %s.preprocess.%s has %d values: want 3 (R, G, B)", key, kv.name, len(kv.v))
+		}
+	}
+	for _, s := range m.Preprocess.Std {
+		if s <= 0 {
+			return fmt.Errorf("config: %s.preprocess.std %v: every value must be > 0", key, m.Preprocess.Std)
+		}
+	}
+	if m.Batcher.MaxDelay < 0 || m.Batcher.LatencyTarget < 0 || m.Batcher.DefaultTimeout < 0 {
+		return fmt.Errorf("config: %s.batcher: durations must be >= 0", key)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inferd/inferd/model"
+)
+
+func TestShippedConfigLoads(t *testing.T) {
+	c, err := Load("../configs/inferd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	// The shipped file documents the defaults: it must mean the same.
+	if c.Listen != d.Listen || c.Server != d.Server || len(c.Models) != 1 || c.Models[0].Path != d.Models[0].Path {
+		t.Errorf("configs/inferd.yaml differs from the defaults:\n%+v\n%+v", c, d)
+	}
+	if c.Models[0].Batcher.DefaultTimeout != 30*time.Second || c.Models[0].Preprocess.Resize != 256 {
+		t.Errorf("model settings not read: %+v", c.Models[0])
+	}
+}
+
+func TestEmptyMeansDefault(t *testing.T) {
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":8000" || len(c.Models) != 1 || c.Models[0].Name != "resnet50" || c.Models[0].Device != "auto" {
+		t.Errorf("empty config = %+v", c)
+	}
+}
+
+func TestTestdata(t *testing.T) {
+	want := map[string]string{ // bad file -> words the error must contain
+		"unknown-key.bad.yml":    "field max_batchsize not found",
+		"duplicate-name.bad.yml": `models[1].name "m": already used`,
+		"bad-builtin.bad.yml":    `models[0].path: builtin model "resnet51"`,
+		"bad-std.bad.yml":        "models[0].preprocess.std has 2 values: want 3",
+	}
+	files, _ := filepath.Glob("testdata/*.yml")
+	if len(files) == 0 {
+		t.Fatal("no testdata")
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(f)
+			if strings.Contains(name, ".good.") {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("loaded a bad file")
+			}
+			if w, ok := want[name]; !ok || !strings.Contains(err.Error(), w) {
+				t.Errorf("error %q, want it to say %q", err, w)
+			}
+		})
+	}
+}
+
+func TestBuiltinSpecRoundTrips(t *testing.T) {
+	for _, s := range []model.Spec{
+		{}, {Arch: "tiny"}, {DType: "float16"}, {Input: "uint8"}, {Arch: "tiny", DType: "float16", Input: "uint8", Logits: true, Seed: 7},
+	} {
+		got, err := BuiltinSpec(s.Name())
+		if err != nil {
+			t.Fatalf("%s: %v", s.Name(), err)
+		}
+		if got.Name() != s.Name() {
+			t.Errorf("BuiltinSpec(%q).Name() = %q", s.Name(), got.Name())
+		}
+	}
+	for _, bad := range []string{"resnet51", "tiny-fp8", "tiny-seed", ""} {
+		if _, err := BuiltinSpec(bad); err == nil {
+			t.Errorf("BuiltinSpec(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if !os.IsNotExist(err) && !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("error %v", err)
+	}
+}
