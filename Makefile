@@ -8,14 +8,23 @@ export INFERD_CACHE ?= $(HOME)/.cache/inferd
 # Packages whose code is concurrent run under the race detector too.
 RACE_PKGS := $(patsubst %,./%/...,$(wildcard batcher gpu server))
 
-.PHONY: setup test test-short vet bench build
+.PHONY: setup test test-short vet bench build run
+
+# Arguments for `make run`, e.g. make run ARGS="-config configs/inferd.yaml".
+ARGS ?=
 
 ## setup: install ONNX Runtime (and with GPU=1 its CUDA provider) into .deps/
+TOOLS ?= 1
 setup:
-	GPU=$(GPU) scripts/setup.sh
+	GPU=$(GPU) TOOLS=$(TOOLS) scripts/setup.sh
 
 build:
 	$(GO) build -o bin/ ./cmd/...
+
+## run: set up, build, and serve the generated ResNet50 on :8000 (foreground)
+run: TOOLS = 0
+run: setup build
+	bin/inferd $(ARGS)
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \

@@ -258,6 +258,11 @@ func TestCUDAUnavailable(t *testing.T) {
 	if m.Device().Kind != "cpu" || m.FallbackReason() == "" {
 		t.Errorf("device %v, reason %q: want cpu with a reason", m.Device(), m.FallbackReason())
 	}
+	// What was left to the cuda defaults (64 rows, 2 instances) falls back
+	// to the cpu ones.
+	if m.MaxBatch() != 8 || m.Instances() != 1 {
+		t.Errorf("after fallback: max batch %d, %d instances; want the cpu defaults 8 and 1", m.MaxBatch(), m.Instances())
+	}
 	if n := strings.Count(logged.String(), "level=WARN"); n != 1 {
 		t.Errorf("%d warnings logged, want 1:\n%s", n, logged.String())
 	}

@@ -27,7 +27,8 @@ import (
 // instances. Its methods are safe for concurrent use.
 type Model struct {
 	path     string
-	opts     Options
+	opts     Options // with defaults filled
+	asked    Options // as given: which defaults to redo after a cpu fallback
 	device   Device
 	fallback string
 	inputs   []TensorInfo
@@ -62,6 +63,7 @@ type bucketIO struct {
 // Every bucket of every instance is run once (warm-up) before it returns,
 // unless opts.SkipWarmup.
 func Open(path string, opts Options) (*Model, error) {
+	asked := opts
 	opts, dev, err := opts.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("gpu: %w", err)
@@ -77,7 +79,7 @@ func Open(path string, opts Options) (*Model, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: %s is empty; want an ONNX model file", ErrBadModel, path)
 	}
-	m := &Model{path: path, opts: opts, device: dev, version: version, closed: make(chan struct{})}
+	m := &Model{path: path, opts: opts, asked: asked, device: dev, version: version, closed: make(chan struct{})}
 	if err := m.readInfo(data); err != nil {
 		return nil, err
 	}
@@ -129,15 +131,18 @@ func (m *Model) readInfo(data []byte) error {
 	if len(m.inputs) == 0 || len(m.outputs) == 0 {
 		return fmt.Errorf("%w: %s has %d inputs and %d outputs; want at least one of each", ErrBadModel, m.path, len(m.inputs), len(m.outputs))
 	}
-	// A model whose batch dimension is fixed runs at that size only.
 	m.maxBatch, m.buckets = m.opts.MaxBatch, m.opts.Buckets
-	for _, t := range slices.Concat(m.inputs, m.outputs) {
-		if n := int(t.Shape[0]); n > 0 {
-			m.maxBatch, m.buckets = n, []int{n}
-			break
-		}
+	if m.fixedBatch() {
+		// A model whose batch dimension is fixed runs at that size only.
+		n := int(slices.Concat(m.inputs, m.outputs)[0].Shape[0])
+		m.maxBatch, m.buckets = n, []int{n}
 	}
 	return nil
+}
+
+// fixedBatch reports whether the model's batch dimension is a fixed size.
+func (m *Model) fixedBatch() bool {
+	return slices.ContainsFunc(slices.Concat(m.inputs, m.outputs), func(t TensorInfo) bool { return t.Shape[0] > 0 })
 }
 
 // pick returns the tensors named in want, in that order; all when want is
@@ -203,6 +208,15 @@ func (m *Model) cudaError(err error, data []byte) error {
 	m.opts.Logger.Warn("cuda unavailable, running on cpu", "model", m.path, "device", m.device.String(), "reason", reason)
 	m.fallback = reason
 	m.device = Device{Kind: "cpu"}
+	// What was left to the cuda defaults gets the cpu ones.
+	cpu, _, err := Options{Device: "cpu", MaxBatch: m.asked.MaxBatch, Buckets: m.asked.Buckets, Instances: m.asked.Instances}.withDefaults()
+	if err != nil {
+		return err
+	}
+	m.opts.Instances = cpu.Instances
+	if !m.fixedBatch() {
+		m.maxBatch, m.buckets = cpu.MaxBatch, cpu.Buckets
+	}
 	return m.openInstances(data)
 }
 

@@ -27,8 +27,8 @@ type Options struct {
 
 	// Instances is the number of sessions opened on the device; each runs
 	// one batch at a time, so this is how many batches can be in flight.
-	// Default 1. On CUDA, 2 lets one batch's copies overlap another's
-	// compute; on CPU more instances split the cores between them.
+	// Default 1 on cpu (more instances split the cores between them) and 2
+	// on cuda (one batch's copies overlap another's compute).
 	Instances int
 	// MaxBatch is the largest batch a run may carry. Default 8 on cpu and
 	// 64 on cuda; a model whose batch dimension is fixed uses that size.
@@ -130,6 +130,9 @@ func (o Options) withDefaults() (Options, Device, error) {
 	}
 	if o.Instances == 0 {
 		o.Instances = 1
+		if dev.Kind == "cuda" {
+			o.Instances = 2
+		}
 	}
 	if o.Instances < 0 {
 		return o, dev, fmt.Errorf("instances %d: must be >= 1", o.Instances)

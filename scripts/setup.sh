@@ -81,4 +81,10 @@ if [ "$gpu" = 1 ]; then
 	fi
 fi
 
+# Tools the tests run for real: promtool (Prometheus's linter) checks the
+# /metrics output. TOOLS=0 skips them (a user who only runs the server).
+if [ "${TOOLS:-1}" = 1 ] && ! need promtool; then
+	apt_install prometheus
+fi
+
 log "ready: INFERD_ORT_LIB=$deps/ort/libonnxruntime.so.1"

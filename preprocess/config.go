@@ -1,0 +1,117 @@
+package preprocess
+
+import (
+	"fmt"
+	"math"
+)
+
+// Defaults applied by New to zero-valued Config fields.
+const (
+	DefaultSize      = 224
+	DefaultMaxPixels = 40_000_000
+	// MaxSize bounds Config.Size and Config.Resize so that a typo in a
+	// config file cannot ask for gigabyte-sized rows.
+	MaxSize = 8192
+)
+
+// Layouts and data types accepted in Config.
+const (
+	LayoutNCHW   = "NCHW"
+	LayoutNHWC   = "NHWC"
+	DTypeFloat32 = "float32"
+	DTypeUint8   = "uint8"
+)
+
+var (
+	imageNetMean = [3]float32{0.485, 0.456, 0.406}
+	imageNetStd  = [3]float32{0.229, 0.224, 0.225}
+)
+
+// Config describes the preprocessing a model expects. Zero values mean
+// defaults; New fills them in and validates the result.
+type Config struct {
+	// Size is the side of the square centre crop fed to the model.
+	// Default 224.
+	Size int
+
+	// Resize is the length the shorter image side is resized to before the
+	// centre crop (torchvision's Resize(256) + CenterCrop(224)). Default:
+	// Size*256/224 rounded, i.e. 256 for Size 224. It must be >= Size.
+	Resize int
+
+	// Mean is subtracted per RGB channel after scaling pixels to [0,1].
+	// Default ImageNet's (0.485, 0.456, 0.406). Mean and Std default
+	// together: when both are all zero the ImageNet values are used. The
+	// trap: an all-zero Mean with a non-zero Std is taken literally, so
+	// {Std: [3]float32{1, 1, 1}} gives plain [0,1] scaling.
+	Mean [3]float32
+
+	// Std divides each channel after Mean is subtracted. Default ImageNet's
+	// (0.229, 0.224, 0.225); every element must be > 0.
+	Std [3]float32
+
+	// Layout is "NCHW" (default, planar: all R, then all G, then all B) or
+	// "NHWC" (interleaved RGB).
+	Layout string
+
+	// DType is "float32" (default: scaled to [0,1], then (x-Mean)/Std) or
+	// "uint8" (raw 0..255 pixels, Mean and Std ignored: for models that
+	// normalise inside the graph).
+	DType string
+
+	// MaxPixels bounds width*height of an image, checked from the header
+	// before anything is decoded, so a small file claiming a huge image
+	// (a decompression bomb) costs nothing. Default 40,000,000 (a decoded
+	// image of that size takes about 160 MB). Larger images get 415.
+	MaxPixels int
+}
+
+// withDefaults returns cfg with zero values replaced by defaults, or an
+// error naming the first bad field.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Size == 0 {
+		cfg.Size = DefaultSize
+	}
+	if cfg.Size < 0 || cfg.Size > MaxSize {
+		return cfg, fmt.Errorf("%w: size %d out of range: expected 1..%d", ErrConfig, cfg.Size, MaxSize)
+	}
+	if cfg.Resize == 0 {
+		cfg.Resize = (cfg.Size*256 + 112) / 224
+	}
+	if cfg.Resize < cfg.Size || cfg.Resize > MaxSize {
+		return cfg, fmt.Errorf("%w: resize %d out of range: expected %d (size) .. %d", ErrConfig, cfg.Resize, cfg.Size, MaxSize)
+	}
+	if cfg.Mean == [3]float32{} && cfg.Std == [3]float32{} {
+		cfg.Mean, cfg.Std = imageNetMean, imageNetStd
+	}
+	for c := range 3 {
+		m, s := float64(cfg.Mean[c]), float64(cfg.Std[c])
+		if math.IsNaN(m) || math.IsInf(m, 0) {
+			return cfg, fmt.Errorf("%w: mean[%d] is %v: expected a finite number", ErrConfig, c, m)
+		}
+		if !(s > 0) || math.IsInf(s, 0) {
+			return cfg, fmt.Errorf("%w: std[%d] is %v: expected a finite number > 0 (set all three, or leave mean and std both zero for ImageNet's)", ErrConfig, c, s)
+		}
+	}
+	switch cfg.Layout {
+	case "":
+		cfg.Layout = LayoutNCHW
+	case LayoutNCHW, LayoutNHWC:
+	default:
+		return cfg, fmt.Errorf("%w: layout %q: expected %q or %q", ErrConfig, cfg.Layout, LayoutNCHW, LayoutNHWC)
+	}
+	switch cfg.DType {
+	case "":
+		cfg.DType = DTypeFloat32
+	case DTypeFloat32, DTypeUint8:
+	default:
+		return cfg, fmt.Errorf("%w: dtype %q: expected %q or %q", ErrConfig, cfg.DType, DTypeFloat32, DTypeUint8)
+	}
+	if cfg.MaxPixels == 0 {
+		cfg.MaxPixels = DefaultMaxPixels
+	}
+	if cfg.MaxPixels < 0 {
+		return cfg, fmt.Errorf("%w: max_pixels %d: expected a positive number (0 for the default %d)", ErrConfig, cfg.MaxPixels, DefaultMaxPixels)
+	}
+	return cfg, nil
+}

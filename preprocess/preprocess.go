@@ -1,0 +1,169 @@
+package preprocess
+
+import (
+	"encoding/binary"
+	"fmt"
+	"image"
+	"math"
+	"net/http"
+	"sync"
+)
+
+// Preprocessor turns encoded images into model input rows. It is safe for
+// concurrent use; create one per model and share it between handlers.
+type Preprocessor struct {
+	cfg      Config
+	rowBytes int
+	// lut maps a pixel value to the little-endian float32 bits of
+	// (v/255 - mean)/std per channel, computed in float32 the way
+	// torchvision's ToTensor + Normalize compute it.
+	lut     [3][256]uint32
+	weights weightCache
+	scratch sync.Pool // *scratch
+}
+
+// scratch holds the per-call buffers; pooled so steady-state calls only
+// allocate what the image decoders allocate.
+type scratch struct {
+	row []byte  // one source row as RGB, the horizontal span only
+	tmp []byte  // horizontally resampled rows, Size*3 bytes each
+	acc []int32 // vertical accumulators, Size*3
+	out []byte  // one output row as RGB
+}
+
+// New validates cfg, fills in its defaults and returns a Preprocessor.
+// Errors name the offending field and wrap ErrConfig.
+func New(cfg Config) (*Preprocessor, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	p := &Preprocessor{cfg: cfg}
+	elem := 4
+	if cfg.DType == DTypeUint8 {
+		elem = 1
+	}
+	p.rowBytes = 3 * cfg.Size * cfg.Size * elem
+	for c := range 3 {
+		for v := range 256 {
+			x := float32(v) / 255
+			x = (x - cfg.Mean[c]) / cfg.Std[c]
+			p.lut[c][v] = math.Float32bits(x)
+		}
+	}
+	p.scratch.New = func() any { return new(scratch) }
+	return p, nil
+}
+
+// Config returns the configuration with defaults filled in.
+func (p *Preprocessor) Config() Config { return p.cfg }
+
+// RowBytes returns the size of one row: 3*Size*Size*4 for float32,
+// 3*Size*Size for uint8.
+func (p *Preprocessor) RowBytes() int { return p.rowBytes }
+
+// Shape returns the shape of one row, without the batch dimension:
+// [3, Size, Size] for NCHW, [Size, Size, 3] for NHWC. The slice is the
+// caller's.
+func (p *Preprocessor) Shape() []int64 {
+	s := int64(p.cfg.Size)
+	if p.cfg.Layout == LayoutNHWC {
+		return []int64{s, s, 3}
+	}
+	return []int64{3, s, s}
+}
+
+func grow[T any](b []T, n int) []T {
+	if cap(b) < n {
+		return make([]T, n)
+	}
+	return b[:n]
+}
+
+// Process decodes a JPEG or PNG image, converts it to RGB, resizes its
+// shorter side to Resize with PIL's antialiasing bilinear filter, crops
+// the Size x Size centre and writes the row into dst (len(dst) must be
+// RowBytes) in the configured layout and dtype, little-endian.
+//
+// Errors are *Error: 415 wrapping ErrNotImage or ErrTooLarge for images
+// it cannot take, 500 wrapping ErrDst for a wrong dst.
+func (p *Preprocessor) Process(img []byte, dst []byte) error {
+	if len(dst) != p.rowBytes {
+		return &Error{Code: http.StatusInternalServerError, Err: fmt.Errorf("%w: dst has %d bytes, RowBytes is %d", ErrDst, len(dst), p.rowBytes)}
+	}
+	m, err := p.decode(img)
+	if err != nil {
+		return err
+	}
+	p.processImage(m, dst)
+	return nil
+}
+
+// processImage converts, resizes, crops and writes a decoded image.
+func (p *Preprocessor) processImage(m image.Image, dst []byte) {
+	b := m.Bounds()
+	w, h := b.Dx(), b.Dy()
+	size := p.cfg.Size
+	ow, oh := resizedSize(w, h, p.cfg.Resize)
+	hw := p.weights.get(w, ow, cropOffset(ow-size), size)
+	vw := p.weights.get(h, oh, cropOffset(oh-size), size)
+	x0, x1 := hw.span()
+	y0, y1 := vw.span()
+
+	s := p.scratch.Get().(*scratch)
+	defer p.scratch.Put(s)
+	stride := 3 * size
+	s.row = grow(s.row, 3*(x1-x0))
+	s.tmp = grow(s.tmp, (y1-y0)*stride)
+	s.acc = grow(s.acc, stride)
+	s.out = grow(s.out, stride)
+
+	src := newRowSource(m)
+	for y := y0; y < y1; y++ {
+		src.row(y, x0, x1, s.row)
+		hw.resampleRow(s.tmp[(y-y0)*stride:], s.row, x0)
+	}
+	for i := range size {
+		vw.resampleColumn(s.out, s.tmp, stride, y0, i, s.acc)
+		p.emitRow(dst, i, s.out)
+	}
+}
+
+// emitRow writes output row i (RGB bytes) into dst in the configured
+// layout and dtype.
+func (p *Preprocessor) emitRow(dst []byte, i int, rgb []byte) {
+	size := p.cfg.Size
+	plane := size * size
+	nhwc := p.cfg.Layout == LayoutNHWC
+	if p.cfg.DType == DTypeUint8 {
+		if nhwc {
+			copy(dst[i*3*size:], rgb)
+			return
+		}
+		r := dst[i*size : (i+1)*size]
+		g := dst[plane+i*size : plane+(i+1)*size]
+		bl := dst[2*plane+i*size : 2*plane+(i+1)*size]
+		for x := range size {
+			r[x], g[x], bl[x] = rgb[3*x], rgb[3*x+1], rgb[3*x+2]
+		}
+		return
+	}
+	lr, lg, lb := &p.lut[0], &p.lut[1], &p.lut[2]
+	if nhwc {
+		d := dst[i*12*size : (i+1)*12*size]
+		for x := range size {
+			binary.LittleEndian.PutUint32(d[12*x:], lr[rgb[3*x]])
+			binary.LittleEndian.PutUint32(d[12*x+4:], lg[rgb[3*x+1]])
+			binary.LittleEndian.PutUint32(d[12*x+8:], lb[rgb[3*x+2]])
+		}
+		return
+	}
+	r := dst[4*i*size : 4*(i+1)*size]
+	g := dst[4*(plane+i*size) : 4*(plane+(i+1)*size)]
+	bl := dst[4*(2*plane+i*size) : 4*(2*plane+(i+1)*size)]
+	for x := range size {
+		binary.LittleEndian.PutUint32(r[4*x:], lr[rgb[3*x]])
+		binary.LittleEndian.PutUint32(g[4*x:], lg[rgb[3*x+1]])
+		binary.LittleEndian.PutUint32(bl[4*x:], lb[rgb[3*x+2]])
+	}
+}
