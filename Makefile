@@ -8,7 +8,12 @@ export INFERD_CACHE ?= $(HOME)/.cache/inferd
 # Packages whose code is concurrent run under the race detector too.
 RACE_PKGS := $(patsubst %,./%/...,$(wildcard batcher gpu server))
 
-.PHONY: setup test test-short vet bench build run
+.PHONY: setup test test-short vet bench build run fuzz
+
+# Fuzz targets that face the network, each run for FUZZTIME by `make test`;
+# their corpora live in each package's testdata/fuzz.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := kserve:FuzzParseInferRequest kserve:FuzzParseFP32 preprocess:FuzzProcess
 
 # Arguments for `make run`, e.g. make run ARGS="-config configs/inferd.yaml".
 ARGS ?=
@@ -36,6 +41,14 @@ test: GPU = 1
 test: setup vet
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race $(RACE_PKGS)
+	$(MAKE) --no-print-directory fuzz
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./$$pkg/ | tail -1; \
+	done
 
 ## test-short: the fast unit tests only
 test-short: setup

@@ -1,0 +1,163 @@
+package batcher
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Limits on Config values; larger values are rejected by New as a likely typo.
+const (
+	maxMaxBatchSize = 1 << 16
+	maxInFlight     = 1024
+	maxPriorities   = 64
+	maxQueue        = 1 << 24
+)
+
+// Config tunes one Batcher. The zero value of every field means "use the
+// default"; Batcher.Config reports the values in effect. New rejects negative
+// or inconsistent values and names the offending field in the error, using
+// the snake_case key the server's config file uses.
+type Config struct {
+	// MaxBatchSize is the most rows one batch may carry. Default 64, or the
+	// last entry of Buckets when Buckets is set. Trap: a request with more
+	// rows than this is rejected (requests are never split), so it also caps
+	// the rows one client request may send.
+	MaxBatchSize int
+
+	// Buckets are the batch sizes the device actually runs: a batch of n rows
+	// is padded up to the smallest bucket >= n and the padding is wasted
+	// work. Default: the powers of two below MaxBatchSize, then MaxBatchSize
+	// (1, 2, 4, ..., 32, 64). Must be strictly ascending, >= 1, and end with
+	// MaxBatchSize. Trap: with few buckets a batch one row past a bucket
+	// costs as much as the next bucket; the adaptive window trims batches to
+	// the most efficient bucket, the fixed window does not.
+	Buckets []int
+
+	// MaxDelay is the fixed delay window: the longest time from the oldest
+	// queued request's arrival until a batch is closed even if it is not
+	// full. Default 0: run as soon as a runner is free, with whatever is
+	// queued. With LatencyTarget set it is only an upper bound on waiting.
+	// Trap: every request pays up to MaxDelay of extra latency at low load.
+	MaxDelay time.Duration
+
+	// LatencyTarget > 0 turns on the adaptive window: a fitted cost model
+	// decides how long a batch may wait (at most until its oldest request
+	// could still finish within LatencyTarget), trims batches to efficient
+	// buckets, and sheds requests that cannot meet their deadline
+	// (ErrCannotMeetDeadline). Default 0: off. Trap: it is a target for the
+	// time a request spends in the batcher (queue + run), not a deadline;
+	// requests are only shed against their own deadline (Request.Timeout or
+	// DefaultTimeout), so set DefaultTimeout near the SLO to bound the tail.
+	LatencyTarget time.Duration
+
+	// QueueCapacity is the most requests (not rows) that may wait; beyond it
+	// Submit fails at once with ErrQueueFull. Default 1024. Trap: a deep
+	// queue only converts overload into latency and timeouts.
+	QueueCapacity int
+
+	// DefaultTimeout is each request's deadline budget, counted from Submit.
+	// Default 30s. A request's own Timeout may shorten it, never lengthen
+	// it. Trap: a request still queued at its deadline fails with
+	// ErrDeadlineExceeded; a request already running is not interrupted.
+	DefaultTimeout time.Duration
+
+	// InFlight is how many batches run at once (one per session instance);
+	// the Runner is called from up to InFlight goroutines. Default 1. Trap:
+	// more than the device can overlap only adds contention.
+	InFlight int
+
+	// Priorities is the number of priority levels; 0 is the highest.
+	// Default 2. Batches are filled from the highest level first, FIFO
+	// within a level. Trap: a steady stream at a high level starves the
+	// lower ones (their requests then time out).
+	Priorities int
+}
+
+// withDefaults validates c and returns a copy with every default filled in.
+func (c Config) withDefaults() (Config, error) {
+	if c.MaxBatchSize < 0 {
+		return c, fmt.Errorf("batcher: max_batch_size %d: must be >= 1", c.MaxBatchSize)
+	}
+	if c.MaxBatchSize > maxMaxBatchSize {
+		return c, fmt.Errorf("batcher: max_batch_size %d: must be <= %d", c.MaxBatchSize, maxMaxBatchSize)
+	}
+	if c.MaxBatchSize == 0 {
+		c.MaxBatchSize = 64
+		if n := len(c.Buckets); n > 0 {
+			c.MaxBatchSize = c.Buckets[n-1]
+		}
+	}
+	if len(c.Buckets) == 0 {
+		c.Buckets = defaultBuckets(c.MaxBatchSize)
+	} else {
+		c.Buckets = slices.Clone(c.Buckets)
+		for i, v := range c.Buckets {
+			if v < 1 {
+				return c, fmt.Errorf("batcher: buckets %v: entry %d must be >= 1", c.Buckets, v)
+			}
+			if i > 0 && v <= c.Buckets[i-1] {
+				return c, fmt.Errorf("batcher: buckets %v: must be strictly ascending", c.Buckets)
+			}
+		}
+		if last := c.Buckets[len(c.Buckets)-1]; last != c.MaxBatchSize {
+			return c, fmt.Errorf("batcher: buckets %v: last entry must equal max_batch_size %d", c.Buckets, c.MaxBatchSize)
+		}
+	}
+	if c.MaxDelay < 0 {
+		return c, fmt.Errorf("batcher: max_delay %v: must be >= 0", c.MaxDelay)
+	}
+	if c.LatencyTarget < 0 {
+		return c, fmt.Errorf("batcher: latency_target %v: must be >= 0", c.LatencyTarget)
+	}
+	switch {
+	case c.QueueCapacity < 0:
+		return c, fmt.Errorf("batcher: queue_capacity %d: must be >= 1", c.QueueCapacity)
+	case c.QueueCapacity > maxQueue:
+		return c, fmt.Errorf("batcher: queue_capacity %d: must be <= %d", c.QueueCapacity, maxQueue)
+	case c.QueueCapacity == 0:
+		c.QueueCapacity = 1024
+	}
+	switch {
+	case c.DefaultTimeout < 0:
+		return c, fmt.Errorf("batcher: default_timeout %v: must be > 0", c.DefaultTimeout)
+	case c.DefaultTimeout == 0:
+		c.DefaultTimeout = 30 * time.Second
+	}
+	switch {
+	case c.InFlight < 0:
+		return c, fmt.Errorf("batcher: in_flight %d: must be >= 1", c.InFlight)
+	case c.InFlight > maxInFlight:
+		return c, fmt.Errorf("batcher: in_flight %d: must be <= %d", c.InFlight, maxInFlight)
+	case c.InFlight == 0:
+		c.InFlight = 1
+	}
+	switch {
+	case c.Priorities < 0:
+		return c, fmt.Errorf("batcher: priorities %d: must be >= 1", c.Priorities)
+	case c.Priorities > maxPriorities:
+		return c, fmt.Errorf("batcher: priorities %d: must be <= %d", c.Priorities, maxPriorities)
+	case c.Priorities == 0:
+		c.Priorities = 2
+	}
+	return c, nil
+}
+
+// defaultBuckets returns the powers of two below max, then max.
+func defaultBuckets(max int) []int {
+	var b []int
+	for n := 1; n < max; n *= 2 {
+		b = append(b, n)
+	}
+	return append(b, max)
+}
+
+// sizeBuckets returns the histogram bounds for inferd_batcher_batch_size:
+// 1, 2, 4, ... below max, then max.
+func sizeBuckets(max int) []float64 {
+	var b []float64
+	for _, n := range defaultBuckets(max) {
+		b = append(b, float64(n))
+	}
+	return b
+}

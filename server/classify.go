@@ -1,0 +1,210 @@
+package server
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+)
+
+// maxTopK bounds ?top_k=.
+const maxTopK = 1000
+
+// classify serves POST /v2/models/M/classify: a JPEG or PNG as the body (or
+// the multipart field "image"), ?top_k= (default 5). It answers
+// {"model":..,"predictions":[{"index":..,"label":..,"probability":..}]}.
+func (s *Server) classify(ctx *fasthttp.RequestCtx, m *Model) {
+	k := 5
+	if v := ctx.QueryArgs().Peek("top_k"); v != nil {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 1 || n > maxTopK {
+			writeError(ctx, errorf(http.StatusBadRequest, "top_k %q: want an integer from 1 to %d", v, maxTopK))
+			return
+		}
+		k = n
+	}
+	preds, err := s.predict(ctx, m, k)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	b := append(ctx.Response.Body()[:0], `{"model":`...)
+	b = strconv.AppendQuote(b, m.Name)
+	b = append(b, `,"predictions":[`...)
+	for i, p := range preds {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"index":`...)
+		b = strconv.AppendInt(b, int64(p.index), 10)
+		b = append(b, `,"label":`...)
+		b = strconv.AppendQuote(b, m.label(p.index))
+		b = append(b, `,"probability":`...)
+		b = strconv.AppendFloat(b, float64(p.prob), 'g', 6, 32)
+		b = append(b, '}')
+	}
+	b = append(b, "]}"...)
+	ctx.SetContentType("application/json")
+	ctx.Response.SetBodyRaw(b)
+}
+
+// recognize serves POST /recognize on the default model: the multipart
+// field "image", answering the top 3 as [{"label":..,"probability":..}],
+// the shape of the image-recognition service this project grew out of.
+func (s *Server) recognize(ctx *fasthttp.RequestCtx, name string) {
+	m := s.model(name)
+	if m == nil {
+		writeError(ctx, errorf(http.StatusServiceUnavailable, "no model loaded yet"))
+		return
+	}
+	if !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("multipart/form-data")) {
+		writeError(ctx, errorf(http.StatusBadRequest, "want a multipart/form-data body with the image in the field \"image\""))
+		return
+	}
+	preds, err := s.predict(ctx, m, 3)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	b := append(ctx.Response.Body()[:0], '[')
+	for i, p := range preds {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"label":`...)
+		b = strconv.AppendQuote(b, m.label(p.index))
+		b = append(b, `,"probability":`...)
+		b = strconv.AppendFloat(b, float64(p.prob), 'g', 6, 32)
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	ctx.SetContentType("application/json")
+	ctx.Response.SetBodyRaw(b)
+}
+
+type prediction struct {
+	index int
+	prob  float32
+}
+
+// predict decodes the request's image into a row, runs it through the
+// batcher and returns the top k classes.
+func (s *Server) predict(ctx *fasthttp.RequestCtx, m *Model, k int) ([]prediction, error) {
+	if !m.Ready() || s.draining.Load() {
+		return nil, errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name)
+	}
+	if m.pre == nil {
+		return nil, errorf(http.StatusBadRequest, "model %q does not take images (inputs: %s); use /v2/models/%s/infer", m.Name, tensorNames(m.session.Inputs()), m.Name)
+	}
+	out := m.session.Outputs()[0]
+	if out.Datatype != "FP32" || len(out.Shape) != 2 {
+		return nil, errorf(http.StatusBadRequest, "model %q output %q is %s %s, not FP32 [N,classes] scores; use /v2/models/%s/infer", m.Name, out.Name, out.Datatype, shapeString(out.Shape), m.Name)
+	}
+	img, err := imageBody(ctx)
+	if err != nil {
+		return nil, err
+	}
+	j := m.getJob(1)
+	defer m.putJob(j)
+	if err := m.pre.Process(img, j.ownInput(0, m.inBytes[0])); err != nil {
+		return nil, err
+	}
+	if err := m.batcher.Submit(&j.req); err != nil {
+		return nil, err
+	}
+	scores := make([]float32, out.RowElems())
+	for i := range scores {
+		scores[i] = math.Float32frombits(binary.LittleEndian.Uint32(j.out[0][4*i:]))
+	}
+	if m.softmax == "true" || (m.softmax == "auto" && !isDistribution(scores)) {
+		softmax(scores)
+	}
+	return topK(scores, k), nil
+}
+
+// imageBody returns the image bytes: the multipart field "image" of a
+// multipart/form-data request, else the whole body.
+func imageBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
+	if !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("multipart/form-data")) {
+		if len(ctx.PostBody()) == 0 {
+			return nil, errorf(http.StatusBadRequest, "empty body: send a JPEG or PNG image as the body or in the multipart field \"image\"")
+		}
+		return ctx.PostBody(), nil
+	}
+	fh, err := ctx.FormFile("image")
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "multipart body without the field \"image\": %v", err)
+	}
+	f, err := fh.Open()
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "reading the multipart field \"image\": %v", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "reading the multipart field \"image\": %v", err)
+	}
+	return b, nil
+}
+
+// label names class i: its label from the labels file, else its index.
+func (m *Model) label(i int) string {
+	if i < len(m.labels) {
+		return m.labels[i]
+	}
+	return strconv.Itoa(i)
+}
+
+// isDistribution reports whether scores already look like probabilities.
+func isDistribution(scores []float32) bool {
+	var sum float64
+	for _, v := range scores {
+		if v < 0 || v > 1 {
+			return false
+		}
+		sum += float64(v)
+	}
+	return math.Abs(sum-1) < 1e-3
+}
+
+func softmax(x []float32) {
+	max := float32(math.Inf(-1))
+	for _, v := range x {
+		max = float32(math.Max(float64(max), float64(v)))
+	}
+	var sum float64
+	for i, v := range x {
+		e := math.Exp(float64(v - max))
+		x[i] = float32(e)
+		sum += e
+	}
+	for i := range x {
+		x[i] = float32(float64(x[i]) / sum)
+	}
+}
+
+// topK returns the k highest scores, highest first; ties by lower index.
+func topK(scores []float32, k int) []prediction {
+	k = min(k, len(scores))
+	top := make([]prediction, 0, k+1)
+	for i, v := range scores {
+		if len(top) == k && v <= top[k-1].prob {
+			continue
+		}
+		j := len(top)
+		top = append(top, prediction{})
+		for j > 0 && top[j-1].prob < v {
+			top[j] = top[j-1]
+			j--
+		}
+		top[j] = prediction{index: i, prob: v}
+		if len(top) > k {
+			top = top[:k]
+		}
+	}
+	return top
+}

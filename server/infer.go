@@ -1,0 +1,178 @@
+package server
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/inferd/inferd/gpu"
+	"github.com/inferd/inferd/kserve"
+)
+
+// headerInferenceLength is the binary tensor extension's header: the length
+// of the JSON part of a body whose tensors follow in binary.
+const headerInferenceLength = "Inference-Header-Content-Length"
+
+var (
+	inferRequests  = sync.Pool{New: func() any { return new(kserve.InferRequest) }}
+	inferResponses = sync.Pool{New: func() any { return new(kserve.InferResponse) }}
+)
+
+// infer serves POST /v2/models/M/infer.
+func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
+	if !m.Ready() || s.draining.Load() {
+		writeError(ctx, errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name))
+		return
+	}
+	headerLen := -1
+	if h := ctx.Request.Header.Peek(headerInferenceLength); h != nil {
+		n, err := strconv.Atoi(string(h))
+		if err != nil || n < 0 {
+			writeError(ctx, errorf(http.StatusBadRequest, "%s %q: want a non-negative integer", headerInferenceLength, h))
+			return
+		}
+		headerLen = n
+	}
+	req := inferRequests.Get().(*kserve.InferRequest)
+	defer inferRequests.Put(req)
+	if err := kserve.ParseInferRequest(req, ctx.PostBody(), headerLen); err != nil {
+		writeError(ctx, err)
+		return
+	}
+	rows, err := m.checkInputs(req)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	outs, binary, err := m.pickOutputs(req)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	j := m.getJob(rows)
+	defer m.putJob(j)
+	for i, t := range m.session.Inputs() {
+		j.in[i] = req.Inputs[inputIndex(req, t.Name)].Data
+	}
+	j.req.Timeout = req.Timeout
+	j.req.Priority = req.Priority
+	if err := m.batcher.Submit(&j.req); err != nil {
+		writeError(ctx, err)
+		return
+	}
+
+	resp := inferResponses.Get().(*kserve.InferResponse)
+	defer inferResponses.Put(resp)
+	resp.ModelName, resp.ModelVersion, resp.ID = m.Name, "1", req.ID
+	resp.Outputs, resp.BinaryOut = resp.Outputs[:0], resp.BinaryOut[:0]
+	for k, oi := range outs {
+		t := m.session.Outputs()[oi]
+		shape := append(make([]int64, 0, len(t.Shape)), int64(rows))
+		shape = append(shape, t.Shape[1:]...)
+		resp.Outputs = append(resp.Outputs, kserve.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: shape, Data: j.out[oi]})
+		resp.BinaryOut = append(resp.BinaryOut, binary[k])
+	}
+	body, hlen := kserve.AppendInferResponse(ctx.Response.Body()[:0], resp)
+	ctx.Response.SetBodyRaw(body)
+	if hlen != len(body) {
+		ctx.Response.Header.Set(headerInferenceLength, strconv.Itoa(hlen))
+		ctx.SetContentType("application/octet-stream")
+	} else {
+		ctx.SetContentType("application/json")
+	}
+}
+
+func inputIndex(req *kserve.InferRequest, name string) int {
+	return slices.IndexFunc(req.Inputs, func(t kserve.Tensor) bool { return t.Name == name })
+}
+
+// checkInputs matches the request's inputs against the model's: every model
+// input present once, nothing else, datatypes equal, shapes [n, row...]
+// with the same n for all and n within the model's maximum batch.
+func (m *Model) checkInputs(req *kserve.InferRequest) (rows int, err error) {
+	want := m.session.Inputs()
+	for _, t := range req.Inputs {
+		if !slices.ContainsFunc(want, func(w gpu.TensorInfo) bool { return w.Name == t.Name }) {
+			return 0, errorf(http.StatusBadRequest, "model %q has no input %q (inputs: %s)", m.Name, t.Name, tensorNames(want))
+		}
+	}
+	rows = -1
+	for _, w := range want {
+		i := inputIndex(req, w.Name)
+		if i < 0 {
+			return 0, errorf(http.StatusBadRequest, "input %q is missing (model %q takes %s)", w.Name, m.Name, tensorNames(want))
+		}
+		t := &req.Inputs[i]
+		if t.Datatype != w.Datatype {
+			return 0, errorf(http.StatusBadRequest, "input %q: datatype %s, model %q takes %s", w.Name, t.Datatype, m.Name, w.Datatype)
+		}
+		if len(t.Shape) != len(w.Shape) || !slices.Equal(t.Shape[1:], w.Shape[1:]) {
+			return 0, errorf(http.StatusBadRequest, "input %q: shape %v, model %q takes %s", w.Name, t.Shape, m.Name, shapeString(w.Shape))
+		}
+		n := int(t.Shape[0])
+		if rows >= 0 && n != rows {
+			return 0, errorf(http.StatusBadRequest, "input %q has batch size %d but another input has %d", w.Name, n, rows)
+		}
+		rows = n
+	}
+	if rows < 1 || rows > m.session.MaxBatch() {
+		return 0, errorf(http.StatusBadRequest, "batch size %d: model %q takes 1 to %d rows per request (max_batch)", rows, m.Name, m.session.MaxBatch())
+	}
+	return rows, nil
+}
+
+// pickOutputs returns the indexes of the outputs to send and whether each
+// goes in binary.
+func (m *Model) pickOutputs(req *kserve.InferRequest) ([]int, []bool, error) {
+	all := m.session.Outputs()
+	if len(req.Outputs) == 0 {
+		idx, bin := make([]int, len(all)), make([]bool, len(all))
+		for i := range all {
+			idx[i], bin[i] = i, req.BinaryOutput
+		}
+		return idx, bin, nil
+	}
+	var idx []int
+	var bin []bool
+	for _, o := range req.Outputs {
+		i := slices.IndexFunc(all, func(t gpu.TensorInfo) bool { return t.Name == o.Name })
+		if i < 0 {
+			return nil, nil, errorf(http.StatusBadRequest, "model %q has no output %q (outputs: %s)", m.Name, o.Name, tensorNames(all))
+		}
+		if o.ClassCount > 0 {
+			return nil, nil, errorf(http.StatusBadRequest, "output %q: the classification parameter is not supported; use POST /v2/models/%s/classify?top_k=%d", o.Name, m.Name, o.ClassCount)
+		}
+		idx = append(idx, i)
+		bin = append(bin, o.Binary || req.BinaryOutput)
+	}
+	return idx, bin, nil
+}
+
+func tensorNames(ts []gpu.TensorInfo) string {
+	b := []byte{}
+	for i, t := range ts {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = strconv.AppendQuote(b, t.Name)
+	}
+	return string(b)
+}
+
+func shapeString(s []int64) string {
+	b := []byte{'['}
+	for i, d := range s {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if d < 0 {
+			b = append(b, 'N')
+		} else {
+			b = strconv.AppendInt(b, d, 10)
+		}
+	}
+	return string(append(b, ']'))
+}

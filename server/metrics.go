@@ -1,0 +1,112 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+)
+
+// serverMetrics are the front end's own metrics; the batcher's (queue
+// depth, queue wait, batch size, run time) live on the same set.
+type serverMetrics struct {
+	set      *metrics.Set
+	inFlight *metrics.Gauge
+	process  *processMetrics
+	byKey    sync.Map // metricKey -> *requestMetrics
+}
+
+type metricKey struct {
+	model, endpoint string
+	code            int
+}
+
+type requestMetrics struct {
+	count    *metrics.Counter
+	duration *metrics.PrometheusHistogram
+}
+
+// latencyBuckets cover 0.5 ms to 30 s.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+func newServerMetrics(set *metrics.Set) *serverMetrics {
+	return &serverMetrics{
+		set:      set,
+		inFlight: set.NewGauge("inferd_http_requests_in_flight", nil),
+		process:  newProcessMetrics(set),
+	}
+}
+
+// observe counts a finished request and its duration.
+func (m *serverMetrics) observe(model, endpoint string, code int, d time.Duration) {
+	k := metricKey{model, endpoint, code}
+	v, ok := m.byKey.Load(k)
+	if !ok {
+		labels := fmt.Sprintf(`model=%q,endpoint=%q,code="%d"`, model, endpoint, code)
+		v, _ = m.byKey.LoadOrStore(k, &requestMetrics{
+			count: m.set.GetOrCreateCounter("inferd_http_requests_total{" + labels + "}"),
+			duration: m.set.GetOrCreatePrometheusHistogramExt(
+				"inferd_http_request_duration_seconds{"+labels+"}", latencyBuckets),
+		})
+	}
+	rm := v.(*requestMetrics)
+	rm.count.Inc()
+	rm.duration.Update(d.Seconds())
+}
+
+// help describes each metric family; WritePrometheus emits "# HELP name"
+// lines (metrics.ExposeMetadata) and serveMetrics fills in the text.
+var help = map[string]string{
+	"inferd_http_requests_total":              "HTTP requests answered, by model, endpoint and status code.",
+	"inferd_http_request_duration_seconds":    "End-to-end HTTP request duration in seconds, by model, endpoint and status code.",
+	"inferd_http_requests_in_flight":          "HTTP requests being handled now.",
+	"inferd_model_info":                       "Served models: device, ONNX Runtime version, max batch and instances (value 1).",
+	"inferd_batcher_queue_depth":              "Requests waiting in the model's batcher queue.",
+	"inferd_batcher_queue_wait_seconds":       "Time a request waited in the queue before its batch started, in seconds.",
+	"inferd_batcher_batch_size":               "Rows per batch run (before padding to a bucket).",
+	"inferd_batcher_batch_padding_rows_total": "Padding rows added to reach a batch-size bucket.",
+	"inferd_batcher_batches_total":            "Batches run.",
+	"inferd_batcher_batches_in_flight":        "Batches running on the device now.",
+	"inferd_batcher_run_seconds":              "Compute time of one batch on the device, copies included, in seconds.",
+	"inferd_batcher_requests_rejected_total":  "Requests rejected by the batcher, by reason.",
+	"go_goroutines":                           "Goroutines that currently exist.",
+	"go_gc_cycles_total":                      "Completed garbage collection cycles.",
+	"go_memstats_heap_alloc_bytes":            "Bytes of allocated heap objects.",
+	"go_memstats_sys_bytes":                   "Bytes of memory obtained from the OS by the Go runtime.",
+	"process_cpu_seconds_total":               "User and system CPU time spent, in seconds.",
+	"process_resident_memory_bytes":           "Resident memory size in bytes (ONNX Runtime's native memory included).",
+	"process_virtual_memory_bytes":            "Virtual memory size in bytes.",
+	"process_start_time_seconds":              "Start time of the process since the Unix epoch, in seconds.",
+	"process_open_fds":                        "Open file descriptors.",
+}
+
+// serveMetrics serves GET /metrics: the server's set plus Go and process
+// metrics, in the Prometheus text format with HELP and TYPE lines.
+func (s *Server) serveMetrics(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+	s.stats.process.update()
+	var buf bytes.Buffer
+	s.set.WritePrometheus(&buf)
+	b := buf.Bytes()
+	for len(b) > 0 {
+		line, rest, _ := bytes.Cut(b, []byte("\n"))
+		b = rest
+		if name, ok := bytes.CutPrefix(line, []byte("# HELP ")); ok && bytes.IndexByte(name, ' ') < 0 {
+			text := help[string(name)]
+			if text == "" {
+				text = "Go runtime or process metric " + string(name) + "."
+			}
+			ctx.WriteString("# HELP ")
+			ctx.Write(name)
+			ctx.WriteString(" ")
+			ctx.WriteString(text)
+			ctx.WriteString("\n")
+			continue
+		}
+		ctx.Write(line)
+		ctx.WriteString("\n")
+	}
+}

@@ -1,0 +1,164 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/inferd/inferd/kserve"
+)
+
+// Endpoint names used as the endpoint label of request metrics.
+const (
+	epHealth   = "health"
+	epMetadata = "metadata"
+	epInfer    = "infer"
+	epClassify = "classify"
+	epRecog    = "recognize"
+	epMetrics  = "metrics"
+	epOther    = "other"
+)
+
+// handle routes a request. Paths follow the KServe v2 REST protocol:
+//
+//	GET  /v2                                   server metadata
+//	GET  /v2/health/live | /v2/health/ready
+//	GET  /v2/models/M[/versions/V]             model metadata
+//	GET  /v2/models/M[/versions/V]/ready
+//	POST /v2/models/M[/versions/V]/infer       KServe v2 inference
+//	POST /v2/models/M[/versions/V]/classify    an image -> top-k labels
+//	POST /recognize                            multipart image -> top 3
+//	GET  /metrics                              Prometheus text
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	s.stats.inFlight.Inc()
+	ctx.Response.Header.Set("X-Inferd-Replica", s.replica)
+	modelName, endpoint := s.route(ctx)
+	s.stats.inFlight.Dec()
+	s.stats.observe(modelName, endpoint, ctx.Response.StatusCode(), time.Since(start))
+}
+
+func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
+	path := ctx.Path()
+	switch string(path) {
+	case "/metrics":
+		return "", s.only(ctx, "GET", epMetrics, s.serveMetrics)
+	case "/v2":
+		return "", s.only(ctx, "GET", epMetadata, s.serverMetadata)
+	case "/v2/health/live":
+		return "", s.only(ctx, "GET", epHealth, func(ctx *fasthttp.RequestCtx) { writeJSON(ctx, 200, `{"live":true}`) })
+	case "/v2/health/ready":
+		return "", s.only(ctx, "GET", epHealth, s.serverReady)
+	case "/recognize":
+		name := ""
+		if len(s.order) > 0 {
+			name = s.order[0]
+		}
+		return name, s.only(ctx, "POST", epRecog, func(ctx *fasthttp.RequestCtx) { s.recognize(ctx, name) })
+	}
+	rest, ok := bytes.CutPrefix(path, []byte("/v2/models/"))
+	if !ok {
+		writeError(ctx, errorf(http.StatusNotFound, "no route for %s %s", ctx.Method(), path))
+		return "", epOther
+	}
+	name, rest, _ := bytes.Cut(rest, []byte("/"))
+	m := s.model(string(name))
+	if m == nil {
+		writeError(ctx, errorf(http.StatusNotFound, "unknown model %q (this server has %s)", name, s.modelList()))
+		return "", epOther
+	}
+	if v, after, ok := bytes.Cut(rest, []byte("/")); ok && string(v) == "versions" {
+		version, tail, _ := bytes.Cut(after, []byte("/"))
+		if string(version) != "1" {
+			writeError(ctx, errorf(http.StatusNotFound, "model %q has no version %q (it has version 1)", m.Name, version))
+			return m.Name, epOther
+		}
+		rest = tail
+	} else if string(rest) == "versions" {
+		writeError(ctx, errorf(http.StatusNotFound, "no route for %s %s", ctx.Method(), path))
+		return m.Name, epOther
+	}
+	switch string(rest) {
+	case "":
+		return m.Name, s.only(ctx, "GET", epMetadata, func(ctx *fasthttp.RequestCtx) { s.modelMetadata(ctx, m) })
+	case "ready":
+		return m.Name, s.only(ctx, "GET", epHealth, func(ctx *fasthttp.RequestCtx) { s.modelReady(ctx, m) })
+	case "infer":
+		return m.Name, s.only(ctx, "POST", epInfer, func(ctx *fasthttp.RequestCtx) { s.infer(ctx, m) })
+	case "classify":
+		return m.Name, s.only(ctx, "POST", epClassify, func(ctx *fasthttp.RequestCtx) { s.classify(ctx, m) })
+	}
+	writeError(ctx, errorf(http.StatusNotFound, "no route for %s %s", ctx.Method(), path))
+	return m.Name, epOther
+}
+
+// only runs h when the method is method (HEAD too for GET), else answers 405.
+func (s *Server) only(ctx *fasthttp.RequestCtx, method, endpoint string, h fasthttp.RequestHandler) string {
+	got := string(ctx.Method())
+	if got != method && !(method == "GET" && got == "HEAD") {
+		ctx.Response.Header.Set("Allow", method)
+		writeError(ctx, errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s: use %s", got, ctx.Path(), method))
+		return endpoint
+	}
+	h(ctx)
+	return endpoint
+}
+
+func (s *Server) modelList() string {
+	b := []byte{}
+	for i, n := range s.order {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = strconv.AppendQuote(b, n)
+	}
+	if len(b) == 0 {
+		return "no models loaded"
+	}
+	return string(b)
+}
+
+// handleTransportError answers errors fasthttp meets before a handler runs:
+// a body over the limit, a malformed request, a read timeout.
+func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
+	ctx.Response.Header.Set("X-Inferd-Replica", s.replica)
+	var tooLarge bool
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		tooLarge = true
+	}
+	switch {
+	case tooLarge:
+		writeError(ctx, errorf(http.StatusRequestEntityTooLarge, "request body exceeds server.max_body_bytes (%d bytes)", s.cfg.Server.MaxBodyBytes))
+	default:
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
+			writeError(ctx, errorf(http.StatusRequestTimeout, "request not read within server.read_timeout (%s)", s.cfg.Server.ReadTimeout))
+			return
+		}
+		writeError(ctx, errorf(http.StatusBadRequest, "malformed http request: %v", err))
+	}
+	s.stats.observe("", epOther, ctx.Response.StatusCode(), 0)
+}
+
+// writeError answers err as {"error": "..."} with the status it carries;
+// 503s say when to retry.
+func writeError(ctx *fasthttp.RequestCtx, err error) {
+	code := statusOf(err)
+	if code == http.StatusServiceUnavailable {
+		ctx.Response.Header.Set("Retry-After", "1")
+	}
+	ctx.Response.Header.Del(headerInferenceLength)
+	ctx.SetContentType("application/json")
+	ctx.SetStatusCode(code)
+	ctx.SetBody(kserve.AppendError(nil, err.Error()))
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, code int, body string) {
+	ctx.SetContentType("application/json")
+	ctx.SetStatusCode(code)
+	ctx.SetBodyString(body)
+}

@@ -1,0 +1,182 @@
+// Package server is inferd's HTTP front end: KServe v2 / Open Inference
+// Protocol endpoints (JSON and the binary tensor extension), image
+// classification endpoints, health, and Prometheus metrics, on fasthttp.
+// Each request is parsed in its handler goroutine, its rows handed to the
+// model's batcher, and the handler blocks until its rows come back.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/inferd/inferd/config"
+)
+
+// Version is the server version reported by GET /v2.
+var Version = "0.1.0"
+
+// Server serves a set of models over HTTP.
+type Server struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	set     *metrics.Set
+	http    *fasthttp.Server
+	replica string
+
+	models   atomic.Pointer[map[string]*Model]
+	order    []string // model names in config order; the first is the default
+	draining atomic.Bool
+	stats    *serverMetrics
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New returns a server for cfg with no models yet; LoadModels opens them.
+// Metrics go to set (nil: a new set).
+func New(cfg *config.Config, set *metrics.Set, log *slog.Logger) *Server {
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	// HELP and TYPE lines, which promtool and Prometheus's linters want. The
+	// switch is global to the metrics package; every inferd set wants it.
+	metrics.ExposeMetadata(true)
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: log, set: set, replica: cfg.Server.ReplicaName}
+	if s.replica == "" {
+		host, _ := os.Hostname()
+		s.replica = host + cfg.Listen
+	}
+	empty := map[string]*Model{}
+	s.models.Store(&empty)
+	s.stats = newServerMetrics(set)
+	s.http = &fasthttp.Server{
+		Handler:               s.handle,
+		ErrorHandler:          s.handleTransportError,
+		Name:                  "inferd",
+		Concurrency:           cfg.Server.MaxConnections,
+		ReadTimeout:           cfg.Server.ReadTimeout,
+		WriteTimeout:          cfg.Server.WriteTimeout,
+		IdleTimeout:           cfg.Server.IdleTimeout,
+		MaxRequestBodySize:    cfg.Server.MaxBodyBytes,
+		NoDefaultServerHeader: false,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{log},
+	}
+	return s
+}
+
+// Metrics returns the set the server's and its models' metrics live on.
+func (s *Server) Metrics() *metrics.Set { return s.set }
+
+// Handler returns the request handler, for tests on an in-memory listener.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
+
+// LoadModels opens every model of the configuration, in order. The server
+// is ready once all are.
+func (s *Server) LoadModels() error {
+	for _, c := range s.cfg.Models {
+		m, err := OpenModel(c, s.cfg.Runtime, s.set, s.log)
+		if err != nil {
+			return err
+		}
+		s.AddModel(m)
+	}
+	return nil
+}
+
+// AddModel serves m. The first model added is the default for /recognize.
+func (s *Server) AddModel(m *Model) {
+	old := *s.models.Load()
+	next := make(map[string]*Model, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[m.Name] = m
+	s.order = append(s.order, m.Name)
+	s.models.Store(&next)
+}
+
+func (s *Server) model(name string) *Model { return (*s.models.Load())[name] }
+
+// Ready reports whether the server takes inference requests: every
+// configured model is loaded and ready, and the server is not draining.
+func (s *Server) Ready() bool {
+	if s.draining.Load() {
+		return false
+	}
+	ms := *s.models.Load()
+	if len(ms) < len(s.cfg.Models) {
+		return false
+	}
+	for _, m := range ms {
+		if !m.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// Serve serves HTTP on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.log.Info("listening", "addr", ln.Addr().String(), "replica", s.replica)
+	return s.http.Serve(ln)
+}
+
+// Shutdown stops the server in order, logging each step's duration:
+// readiness goes 503 and the drain delay passes so load balancers move away;
+// the listener closes and open requests finish; each model's batcher runs
+// what is queued and its sessions are freed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	step := func(name string, start time.Time) {
+		s.log.Info("shutdown step done", "step", name, "took", time.Since(start).Round(time.Millisecond))
+	}
+	start := time.Now()
+	s.draining.Store(true)
+	if d := s.cfg.Server.DrainDelay; d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	step("drain", start)
+
+	start = time.Now()
+	var errs []error
+	if err := s.http.ShutdownWithContext(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	step("http", start)
+
+	for _, name := range s.order {
+		start = time.Now()
+		if err := s.model(name).Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("model %s: %w", name, err))
+		}
+		step("model "+name, start)
+	}
+	return errors.Join(errs...)
+}
+
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
+}
