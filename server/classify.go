@@ -94,7 +94,7 @@ type prediction struct {
 // predict decodes the request's image into a row, runs it through the
 // batcher and returns the top k classes.
 func (s *Server) predict(ctx *fasthttp.RequestCtx, m *Model, k int) ([]prediction, error) {
-	if !m.Ready() || s.draining.Load() {
+	if !m.Ready() {
 		return nil, errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name)
 	}
 	if m.pre == nil {

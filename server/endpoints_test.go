@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/gpu"
 )
 
 func TestHealthAndMetadata(t *testing.T) {
@@ -89,6 +90,14 @@ func TestInferJSONAndBinaryAgree(t *testing.T) {
 		}
 		if math.Abs(sum-1) > 1e-3 {
 			t.Errorf("row %d sums to %g", row, sum)
+		}
+	}
+
+	// The same rows run directly on a session of the same model.
+	direct := directRun(t, ts.model("tiny").Path, rows, data)
+	for i, want := range direct {
+		if got := jr.Outputs[0].Data[i]; math.Abs(float64(got-want)) > 1e-6 {
+			t.Fatalf("element %d: server %g, gpu directly %g", i, got, want)
 		}
 	}
 
@@ -222,6 +231,32 @@ func TestBadInput(t *testing.T) {
 	if r := ts.do(t, "POST", "/v2/models/tiny/infer", "", good); r.code != 200 {
 		t.Fatalf("after bad input: %d %s", r.code, r.body)
 	}
+}
+
+// directRun runs rows through gpu.Open on path, bypassing the server.
+func directRun(t *testing.T, path string, rows int, data []float32) []float32 {
+	m, err := gpu.Open(path, gpu.Options{MaxBatch: rows, Buckets: []int{rows}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	l, err := m.Acquire(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	in := l.Input(0)
+	for i, v := range data {
+		binary.LittleEndian.PutUint32(in[4*i:], math.Float32bits(v))
+	}
+	if err := l.Run(); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, rows*1000)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(l.Output(0)[4*i:]))
+	}
+	return out
 }
 
 // bombPNG is a PNG whose header claims 100000x100000 pixels (40 GB decoded)

@@ -23,7 +23,7 @@ var (
 
 // infer serves POST /v2/models/M/infer.
 func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
-	if !m.Ready() || s.draining.Load() {
+	if !m.Ready() {
 		writeError(ctx, errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name))
 		return
 	}

@@ -136,7 +136,8 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // Shutdown stops the server in order, logging each step's duration:
-// readiness goes 503 and the drain delay passes so load balancers move away;
+// readiness goes 503 and the drain delay passes so load balancers move away
+// (requests that still arrive meanwhile are served);
 // the listener closes and open requests finish; each model's batcher runs
 // what is queued and its sessions are freed.
 func (s *Server) Shutdown(ctx context.Context) error {

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// build compiles inferd into a temporary folder.
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "inferd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestCheckConfig(t *testing.T) {
+	bin := build(t)
+	out, err := exec.Command(bin, "-check-config", "-config", "../../configs/inferd.yaml").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("config ok")) {
+		t.Errorf("shipped config: %v %s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("models:\n  - name: m\n    devise: cpu\n"), 0o644)
+	out, err = exec.Command(bin, "-check-config", "-config", bad).CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte("field devise not found")) {
+		t.Errorf("bad config: %v %s", err, out)
+	}
+}
+
+// SIGTERM under steady load: every request sent before the signal
+// succeeds, the process logs each shutdown step and exits 0.
+func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
+	if os.Getenv("INFERD_ORT_LIB") == "" {
+		t.Skip("INFERD_ORT_LIB is not set (run `make setup` then `make test`)")
+	}
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped under -short")
+	}
+	bin := build(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "inferd.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+listen: 127.0.0.1:0
+runtime: {model_dir: %q}
+server: {drain_delay: 300ms}
+models:
+  - {name: tiny, path: "builtin:tiny", device: cpu, max_batch: 8, batcher: {max_delay: 2ms}}
+`, dir)), 0o644)
+	cmd := exec.Command(bin, "-config", cfg)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	// The log says where it listens and when it is ready.
+	lines := make(chan string, 100)
+	var logged bytes.Buffer
+	var logMu sync.Mutex
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logMu.Lock()
+			logged.WriteString(sc.Text() + "\n")
+			logMu.Unlock()
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+		close(lines)
+	}()
+	addrRe := regexp.MustCompile(`msg=ready addr=(\S+)`)
+	var addr string
+	deadline := time.After(60 * time.Second)
+	for addr == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("inferd exited:\n%s", logged.String())
+			}
+			if m := addrRe.FindStringSubmatch(l); m != nil {
+				addr = m[1]
+			}
+		case <-deadline:
+			t.Fatal("inferd not ready in 60s")
+		}
+	}
+
+	body, _ := json.Marshal(map[string]any{"inputs": []any{map[string]any{
+		"name": "input", "datatype": "FP32", "shape": []int{1, 3, 224, 224}, "data": make([]float32, 3*224*224),
+	}}})
+	var signalled atomic.Int64 // unix nanos of the signal; 0 before
+	var before, beforeFailed, after atomic.Int64
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second}
+	stop := make(chan struct{})
+	for range 8 {
+		wg.Go(func() {
+			for n := 0; n < 2000; n++ { // bounded
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				sent := time.Now().UnixNano()
+				resp, err := client.Post("http://"+addr+"/v2/models/tiny/infer", "application/json", bytes.NewReader(body))
+				ok := err == nil && resp.StatusCode == 200
+				if resp != nil {
+					resp.Body.Close()
+				}
+				if s := signalled.Load(); s == 0 || sent < s {
+					before.Add(1)
+					if !ok {
+						beforeFailed.Add(1)
+						t.Logf("request sent before the signal failed: %v", err)
+					}
+				} else {
+					after.Add(1)
+					if !ok {
+						return // the server is going away: stop this client
+					}
+				}
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond) // steady load before the signal
+	signalled.Store(time.Now().UnixNano())
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	close(stop)
+	wg.Wait()
+	logMu.Lock()
+	log := logged.String()
+	logMu.Unlock()
+	if err != nil {
+		t.Errorf("exit: %v, want 0\n%s", err, log)
+	}
+	t.Logf("%d requests sent before SIGTERM, %d failed; %d sent after", before.Load(), beforeFailed.Load(), after.Load())
+	if before.Load() == 0 || beforeFailed.Load() != 0 {
+		t.Errorf("%d of %d requests sent before the signal failed", beforeFailed.Load(), before.Load())
+	}
+	for _, step := range []string{"step=drain", "step=http", "step=\"model tiny\"", "msg=stopped"} {
+		if !bytes.Contains([]byte(log), []byte(step)) {
+			t.Errorf("log lacks %s:\n%s", step, log)
+		}
+	}
+}
