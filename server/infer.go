@@ -16,10 +16,18 @@ import (
 // of the JSON part of a body whose tensors follow in binary.
 const headerInferenceLength = "Inference-Header-Content-Length"
 
-var (
-	inferRequests  = sync.Pool{New: func() any { return new(kserve.InferRequest) }}
-	inferResponses = sync.Pool{New: func() any { return new(kserve.InferResponse) }}
-)
+// inferState is what one infer request needs besides its job, pooled so a
+// steady stream of requests reuses parsed tensors, the output selection and
+// the response buffer.
+type inferState struct {
+	req    kserve.InferRequest
+	resp   kserve.InferResponse
+	outIdx []int
+	outBin []bool
+	buf    []byte
+}
+
+var inferStates = sync.Pool{New: func() any { return new(inferState) }}
 
 // infer serves POST /v2/models/M/infer.
 func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
@@ -36,8 +44,9 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
 		}
 		headerLen = n
 	}
-	req := inferRequests.Get().(*kserve.InferRequest)
-	defer inferRequests.Put(req)
+	st := inferStates.Get().(*inferState)
+	defer inferStates.Put(st)
+	req := &st.req
 	if err := kserve.ParseInferRequest(req, ctx.PostBody(), headerLen); err != nil {
 		writeError(ctx, err)
 		return
@@ -47,7 +56,8 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
 		writeError(ctx, err)
 		return
 	}
-	outs, binary, err := m.pickOutputs(req)
+	outs, binary, err := m.pickOutputs(req, st.outIdx[:0], st.outBin[:0])
+	st.outIdx, st.outBin = outs, binary
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -64,19 +74,18 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
 		return
 	}
 
-	resp := inferResponses.Get().(*kserve.InferResponse)
-	defer inferResponses.Put(resp)
+	resp := &st.resp
 	resp.ModelName, resp.ModelVersion, resp.ID = m.Name, "1", req.ID
 	resp.Outputs, resp.BinaryOut = resp.Outputs[:0], resp.BinaryOut[:0]
 	for k, oi := range outs {
 		t := m.session.Outputs()[oi]
-		shape := append(make([]int64, 0, len(t.Shape)), int64(rows))
-		shape = append(shape, t.Shape[1:]...)
-		resp.Outputs = append(resp.Outputs, kserve.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: shape, Data: j.out[oi]})
+		resp.Outputs = append(resp.Outputs, kserve.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: j.shapes[oi], Data: j.out[oi]})
 		resp.BinaryOut = append(resp.BinaryOut, binary[k])
 	}
-	body, hlen := kserve.AppendInferResponse(ctx.Response.Body()[:0], resp)
-	ctx.Response.SetBodyRaw(body)
+	body, hlen := kserve.AppendInferResponse(st.buf[:0], resp)
+	st.buf = body
+	ctx.Response.SetBody(body) // copied into fasthttp's reused buffer
+	clear(resp.Outputs)        // drop references to the job's buffers
 	if hlen != len(body) {
 		ctx.Response.Header.Set(headerInferenceLength, strconv.Itoa(hlen))
 		ctx.SetContentType("application/octet-stream")
@@ -124,26 +133,23 @@ func (m *Model) checkInputs(req *kserve.InferRequest) (rows int, err error) {
 	return rows, nil
 }
 
-// pickOutputs returns the indexes of the outputs to send and whether each
-// goes in binary.
-func (m *Model) pickOutputs(req *kserve.InferRequest) ([]int, []bool, error) {
+// pickOutputs appends to idx and bin the indexes of the outputs to send
+// and whether each goes in binary.
+func (m *Model) pickOutputs(req *kserve.InferRequest, idx []int, bin []bool) ([]int, []bool, error) {
 	all := m.session.Outputs()
 	if len(req.Outputs) == 0 {
-		idx, bin := make([]int, len(all)), make([]bool, len(all))
 		for i := range all {
-			idx[i], bin[i] = i, req.BinaryOutput
+			idx, bin = append(idx, i), append(bin, req.BinaryOutput)
 		}
 		return idx, bin, nil
 	}
-	var idx []int
-	var bin []bool
 	for _, o := range req.Outputs {
 		i := slices.IndexFunc(all, func(t gpu.TensorInfo) bool { return t.Name == o.Name })
 		if i < 0 {
-			return nil, nil, errorf(http.StatusBadRequest, "model %q has no output %q (outputs: %s)", m.Name, o.Name, tensorNames(all))
+			return idx, bin, errorf(http.StatusBadRequest, "model %q has no output %q (outputs: %s)", m.Name, o.Name, tensorNames(all))
 		}
 		if o.ClassCount > 0 {
-			return nil, nil, errorf(http.StatusBadRequest, "output %q: the classification parameter is not supported; use POST /v2/models/%s/classify?top_k=%d", o.Name, m.Name, o.ClassCount)
+			return idx, bin, errorf(http.StatusBadRequest, "output %q: the classification parameter is not supported; use POST /v2/models/%s/classify?top_k=%d", o.Name, m.Name, o.ClassCount)
 		}
 		idx = append(idx, i)
 		bin = append(bin, o.Binary || req.BinaryOutput)

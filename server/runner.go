@@ -14,7 +14,9 @@ type job struct {
 	rows int
 	in   [][]byte // per input: rows*inBytes[i], contiguous
 	out  [][]byte // per output: rows*outBytes[i], filled by the runner
-	own  [][]byte // input buffers the job owns (images), reused
+	// shapes per output: [rows, row dims...], for the response
+	shapes [][]int64
+	own    [][]byte // input buffers the job owns (images), reused
 }
 
 func (m *Model) newJob() *job {
@@ -22,6 +24,9 @@ func (m *Model) newJob() *job {
 		in:  make([][]byte, len(m.inBytes)),
 		out: make([][]byte, len(m.outBytes)),
 		own: make([][]byte, len(m.inBytes)),
+	}
+	for _, t := range m.session.Outputs() {
+		j.shapes = append(j.shapes, append([]int64(nil), t.Shape...))
 	}
 	j.req.Payload = j
 	return j
@@ -35,6 +40,7 @@ func (m *Model) getJob(rows int) *job {
 	j.req.Timeout = 0
 	for i, rb := range m.outBytes {
 		j.out[i] = grow(j.out[i], rows*rb)
+		j.shapes[i][0] = int64(rows)
 	}
 	return j
 }
