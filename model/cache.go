@@ -12,11 +12,22 @@ import (
 // FileExt is the extension of model files written by Ensure.
 const FileExt = ".onnx"
 
+// Generation is the version of the generator's output. It is part of the
+// cached file name, so a change to an architecture or its weights (which
+// bumps it) never serves a stale file from an older inferd's cache.
+const Generation = 2
+
+// FileName is the name Ensure gives the model file of s:
+// <s.Name()>.g<Generation>.onnx, e.g. "resnet50.g2.onnx".
+func FileName(s Spec) string {
+	return fmt.Sprintf("%s.g%d%s", s.Name(), Generation, FileExt)
+}
+
 // ensureLocks serialises generation per path within the process.
 var ensureLocks sync.Map // path → *sync.Mutex
 
 // Ensure returns the path of the model file for s under dir
-// (dir/<s.Name()>.onnx), generating it when missing. The file is written to a
+// (dir/FileName(s)), generating it when missing. The file is written to a
 // temporary name in dir and renamed into place, so readers never see a
 // partial model; an existing file is never rewritten. Concurrent callers in
 // one process wait for a single generation; concurrent processes may both
@@ -25,7 +36,7 @@ func Ensure(dir string, s Spec) (string, error) {
 	if err := s.Validate(); err != nil {
 		return "", err
 	}
-	name := s.Name() + FileExt
+	name := FileName(s)
 	path := filepath.Join(dir, name)
 	if ok, err := exists(path); err != nil || ok {
 		return path, err

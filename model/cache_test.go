@@ -15,7 +15,7 @@ func TestEnsureCreatesAndReuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := filepath.Join(dir, "tiny-seed3.onnx"); path != want {
+	if want := filepath.Join(dir, "tiny-seed3.g2.onnx"); path != want {
 		t.Errorf("path %q, want %q", path, want)
 	}
 	want, err := Bytes(s)
@@ -45,7 +45,7 @@ func TestEnsureCreatesAndReuses(t *testing.T) {
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, sentinel) {
 		t.Error("second Ensure rewrote the file")
 	}
-	assertOnly(t, dir, "tiny-seed3.onnx")
+	assertOnly(t, dir, "tiny-seed3.g2.onnx")
 }
 
 func TestEnsureConcurrent(t *testing.T) {
@@ -83,7 +83,7 @@ func TestEnsureConcurrent(t *testing.T) {
 		if got, err := os.ReadFile(paths[i][0]); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s: file differs from Bytes (%v)", s.Name(), err)
 		}
-		names = append(names, s.Name()+FileExt)
+		names = append(names, FileName(s))
 	}
 	assertOnly(t, dir, names...)
 }
@@ -91,7 +91,7 @@ func TestEnsureConcurrent(t *testing.T) {
 func TestEnsureErrors(t *testing.T) {
 	dir := t.TempDir()
 	// A directory where the model file should be.
-	if err := os.Mkdir(filepath.Join(dir, "tiny.onnx"), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, FileName(Spec{Arch: "tiny"})), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Ensure(dir, Spec{Arch: ArchTiny}); err == nil {

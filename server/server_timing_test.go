@@ -24,7 +24,7 @@ import (
 func BenchmarkHTTPCeiling(b *testing.B) {
 	needLibrary(b)
 	body, hlen := binaryInfer(1, floats(3*224*224, 0), true)
-	ts := start(b, tinyConfig(func(c *config.Config) { c.Models[0].MaxBatch = 32 }))
+	ts := start(b, tinyConfig(func(c *config.Config) { c.Models[0].MaxBatch = 32; c.Models[0].IntraOpThreads = benchThreads() }))
 	// The response inferd sends, to size the bare handler's.
 	ref := ts.do(b, "POST", "/v2/models/tiny/infer", "", body, headerInferenceLength, strconv.Itoa(hlen))
 	if ref.code != 200 {
@@ -126,4 +126,9 @@ func BenchmarkResNet50Server(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99-ms")
 	})
+}
+
+func benchThreads() int {
+	n, _ := strconv.Atoi(os.Getenv("INFERD_BENCH_THREADS"))
+	return n
 }

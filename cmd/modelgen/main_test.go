@@ -38,7 +38,7 @@ func TestRunUsesCache(t *testing.T) {
 	if err := run(s, ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "tiny-uint8.onnx")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "tiny-uint8.g2.onnx")); err != nil {
 		t.Error(err)
 	}
 }
