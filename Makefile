@@ -41,6 +41,7 @@ test: GPU = 1
 test: setup vet
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race $(RACE_PKGS)
+	$(GO) test -count=1 -tags nojpegturbo ./preprocess/
 	$(MAKE) --no-print-directory fuzz
 
 fuzz:

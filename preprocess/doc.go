@@ -4,11 +4,17 @@
 //
 //	Resize(256, BILINEAR) → CenterCrop(224) → ToTensor → Normalize(mean, std)
 //
-// Decoding uses the standard library; the colour conversion follows PIL's
-// convert("RGB") (alpha dropped, not composited) and libjpeg's chroma
-// upsampling; the resize reproduces Pillow's antialiasing bilinear
-// resampling bit for bit, so rows match the reference within the JPEG
-// IDCT's rounding and exactly for PNG.
+// JPEGs are decoded with libjpeg-turbo through cgo (the TurboJPEG API,
+// Debian's libturbojpeg0-dev), as PIL decodes them, straight to RGB; PNGs,
+// and JPEGs libjpeg-turbo refuses (CMYK, YCCK, corrupt files), take the
+// standard library, whose colour conversion follows PIL's convert("RGB")
+// (alpha dropped, not composited) and libjpeg's chroma upsampling. The
+// resize reproduces Pillow's antialiasing bilinear resampling bit for bit,
+// so rows match PIL's exactly for PNG and libjpeg-turbo's JPEGs, and within
+// the IDCT's rounding for JPEGs the Go decoder reads. Build with
+// -tags nojpegturbo (or CGO_ENABLED=0) for a pure-Go package without the
+// library. Config.JPEGDCTScaling trades that exactness for speed on large
+// JPEGs.
 //
 // The package knows nothing of HTTP servers: errors carry the status a
 // server should answer with (see Error).

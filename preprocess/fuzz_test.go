@@ -20,8 +20,14 @@ func FuzzProcess(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// DCT scaling: libjpeg-turbo's scaled IDCTs (a JPEG whose shorter
+	// side is 17 pixels or more decodes at 1/2 or less).
+	s, err := New(Config{Size: 8, Resize: 9, MaxPixels: 1 << 16, JPEGDCTScaling: true})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, img []byte) {
-		for _, p := range []*Preprocessor{p, u} {
+		for _, p := range []*Preprocessor{p, u, s} {
 			err := p.Process(img, make([]byte, p.RowBytes()))
 			if err == nil {
 				continue

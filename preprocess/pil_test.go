@@ -13,7 +13,9 @@ import (
 // files (testdata/pil/gen.py: torchvision's Resize + CenterCrop on PIL
 // 9.4 with libjpeg-turbo 2.1). PNGs must match bit for bit: decoding is
 // lossless and the resize reproduces Pillow's fixed-point arithmetic.
-// JPEGs differ only where Go's IDCT rounds differently from libjpeg's.
+// JPEGs decoded with libjpeg-turbo (the default build) must match bit
+// for bit too; with the Go decoder (-tags nojpegturbo, and CMYK) they
+// differ only where Go's IDCT rounds differently from libjpeg's.
 func TestMatchesPIL(t *testing.T) {
 	p, err := New(Config{Size: 32, Resize: 40, DType: DTypeUint8, Layout: LayoutNHWC})
 	if err != nil {
@@ -59,6 +61,14 @@ func TestMatchesPIL(t *testing.T) {
 			if !isJPEG {
 				if maxDiff != 0 {
 					t.Errorf("PNG differs from PIL: max |diff| %d, %d values", maxDiff, diffs)
+				}
+				return
+			}
+			// libjpeg-turbo is PIL's decoder: its rows must be PIL's, bar
+			// CMYK, which takes the Go decoder either way.
+			if turboJPEG && name != "jpeg_cmyk" {
+				if maxDiff != 0 {
+					t.Errorf("libjpeg-turbo row differs from PIL: max |diff| %d, %d values", maxDiff, diffs)
 				}
 				return
 			}

@@ -1,6 +1,7 @@
 package preprocess
 
 import (
+	"fmt"
 	"image"
 	"image/color"
 	"math"
@@ -71,7 +72,8 @@ func BenchmarkProcessJPEG640x480Parallel(b *testing.B) {
 }
 
 // BenchmarkDecodeOnlyJPEG640x480 is the std decoder alone, to show what
-// share of Process is decoding.
+// share of Process is decoding on the Go path (PNGs, CMYK JPEGs, and
+// every JPEG under -tags nojpegturbo).
 func BenchmarkDecodeOnlyJPEG640x480(b *testing.B) {
 	img := encodeJPEG(b, photoLike(640, 480), 90)
 	p := mustNew(b, Config{})
@@ -97,5 +99,114 @@ func BenchmarkResampleJPEG640x480(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.processImage(m, dst)
+	}
+}
+
+// Images per second per core for whole Process calls on camera-like JPEGs
+// (photoLike, quality 90, 4:2:0 as the std encoder writes), float32 NCHW
+// 224 from Resize 256: run with -cpu 1 so that one core does the work.
+// Sub-benchmarks, side by side:
+//
+//   - go: image/jpeg, then the package's resampler (the path before
+//     libjpeg-turbo, and the one -tags nojpegturbo builds);
+//   - turbo: libjpeg-turbo at full scale (the default: rows identical to
+//     PIL's);
+//   - turbo-scaled-any-Mof8: libjpeg-turbo with DCT scaling by M/8, the
+//     smallest of all factors 1/8..7/8 that keeps the shorter side >=
+//     Resize; turbo-scaled-simd-Mof8: Config.JPEGDCTScaling, the same
+//     among 2/8 and 4/8 only (SIMD IDCTs; see New). At 500x375 "any"
+//     picks 6/8, plain C and slower than full scale; "simd" has no factor
+//     that fits and decodes at full scale.
+//
+// images/cpu-s (images per CPU-second of the process) is the per-core
+// figure to compare: it hardly moves when other work shares the machine,
+// where images/s (wall time) does.
+//
+// The floor the issue quotes, image/jpeg + x/image/draw.BiLinear through
+// image.Image, is in floorbench/ (its own module, so that this one does
+// not depend on golang.org/x/image).
+func BenchmarkImagesPerSecond(b *testing.B) {
+	for _, sz := range []image.Point{{500, 375}, {800, 600}} {
+		img := encodeJPEG(b, photoLike(sz.X, sz.Y), 90)
+		name := fmt.Sprintf("%dx%d", sz.X, sz.Y)
+		b.Run(name+"/go", func(b *testing.B) {
+			p := mustNew(b, Config{})
+			dst := make([]byte, p.RowBytes())
+			imagesPerSecond(b, func() error {
+				m, err := p.decode(img)
+				if err != nil {
+					return err
+				}
+				p.processImage(m, dst)
+				return nil
+			})
+		})
+		if !turboJPEG {
+			continue
+		}
+		b.Run(name+"/turbo", func(b *testing.B) {
+			p := mustNew(b, Config{})
+			dst := make([]byte, p.RowBytes())
+			imagesPerSecond(b, func() error { return p.Process(img, dst) })
+		})
+		for _, variant := range []string{"any", "simd"} {
+			p := mustNew(b, Config{JPEGDCTScaling: true}) // 2/8, 4/8
+			if variant == "any" {
+				for m := 1; m < 8; m++ {
+					p.jpegScales[m] = true
+				}
+			}
+			m := p.jpegScale(sz.X, sz.Y)
+			b.Run(fmt.Sprintf("%s/turbo-scaled-%s-%dof8", name, variant, m), func(b *testing.B) {
+				dst := make([]byte, p.RowBytes())
+				imagesPerSecond(b, func() error { return p.Process(img, dst) })
+			})
+		}
+	}
+}
+
+// imagesPerSecond runs f in a benchmark loop and reports images/s (wall
+// time) and images/cpu-s (CPU time of the whole process, GC included).
+func imagesPerSecond(b *testing.B, f func() error) {
+	if err := f(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	n := 0
+	cpu0 := cpuTime()
+	for b.Loop() {
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	cpu := cpuTime() - cpu0
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "images/s")
+	if cpu > 0 {
+		// Images per CPU-second: the per-core rate, much steadier than
+		// wall time when other work shares the machine.
+		b.ReportMetric(float64(n)/cpu.Seconds(), "images/cpu-s")
+	}
+}
+
+// BenchmarkDecodeOnlyTurbo is libjpeg-turbo's share of Process at full
+// scale (BenchmarkDecodeOnlyJPEG640x480 is image/jpeg's).
+func BenchmarkDecodeOnlyTurbo(b *testing.B) {
+	if !turboJPEG {
+		b.Skip("built without libjpeg-turbo")
+	}
+	for _, sz := range []image.Point{{500, 375}, {640, 480}, {800, 600}} {
+		img := encodeJPEG(b, photoLike(sz.X, sz.Y), 90)
+		b.Run(fmt.Sprintf("%dx%d", sz.X, sz.Y), func(b *testing.B) {
+			d := getTJ()
+			defer putTJ(d)
+			buf := make([]byte, 3*sz.X*sz.Y)
+			imagesPerSecond(b, func() error {
+				if !decodeTurbo(d, img, buf, sz.X, sz.Y, 8) {
+					return fmt.Errorf("libjpeg-turbo refused the image")
+				}
+				return nil
+			})
+		})
 	}
 }

@@ -192,11 +192,54 @@ func (w *axisWeights) fixed() bool { return w.count[0] == int32(w.ksize) }
 // y0; dst receives one row of stride bytes. acc is scratch of stride
 // elements.
 func (w *axisWeights) resampleColumn(dst, rows []byte, stride, y0, i int, acc []int32) {
+	const half = 1 << (precisionBits - 1)
+	f := int(w.first[i]) - y0
+	// Unrolled like resampleRow for full windows of 3, 5 or 7 taps: each
+	// output byte is summed in a register, in the same order as the
+	// general loop below (integer sums: the result is the same anyway).
+	if w.fixed() {
+		k := w.coef[i*w.ksize : (i+1)*w.ksize]
+		dst = dst[:stride]
+		switch w.ksize {
+		case 3:
+			r0 := rows[f*stride:][:stride]
+			r1 := rows[(f+1)*stride:][:stride]
+			r2 := rows[(f+2)*stride:][:stride]
+			k0, k1, k2 := k[0], k[1], k[2]
+			for j := range dst {
+				dst[j] = clip8(half + int32(r0[j])*k0 + int32(r1[j])*k1 + int32(r2[j])*k2)
+			}
+			return
+		case 5:
+			r0 := rows[f*stride:][:stride]
+			r1 := rows[(f+1)*stride:][:stride]
+			r2 := rows[(f+2)*stride:][:stride]
+			r3 := rows[(f+3)*stride:][:stride]
+			r4 := rows[(f+4)*stride:][:stride]
+			k0, k1, k2, k3, k4 := k[0], k[1], k[2], k[3], k[4]
+			for j := range dst {
+				dst[j] = clip8(half + int32(r0[j])*k0 + int32(r1[j])*k1 + int32(r2[j])*k2 + int32(r3[j])*k3 + int32(r4[j])*k4)
+			}
+			return
+		case 7:
+			r0 := rows[f*stride:][:stride]
+			r1 := rows[(f+1)*stride:][:stride]
+			r2 := rows[(f+2)*stride:][:stride]
+			r3 := rows[(f+3)*stride:][:stride]
+			r4 := rows[(f+4)*stride:][:stride]
+			r5 := rows[(f+5)*stride:][:stride]
+			r6 := rows[(f+6)*stride:][:stride]
+			k0, k1, k2, k3, k4, k5, k6 := k[0], k[1], k[2], k[3], k[4], k[5], k[6]
+			for j := range dst {
+				dst[j] = clip8(half + int32(r0[j])*k0 + int32(r1[j])*k1 + int32(r2[j])*k2 + int32(r3[j])*k3 + int32(r4[j])*k4 + int32(r5[j])*k5 + int32(r6[j])*k6)
+			}
+			return
+		}
+	}
 	acc = acc[:stride]
 	for j := range acc {
-		acc[j] = 1 << (precisionBits - 1)
+		acc[j] = half
 	}
-	f := int(w.first[i]) - y0
 	c := int(w.count[i])
 	for t, kt := range w.coef[i*w.ksize : i*w.ksize+c] {
 		if kt == 0 {

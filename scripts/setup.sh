@@ -81,6 +81,15 @@ if [ "$gpu" = 1 ]; then
 	fi
 fi
 
+# libjpeg-turbo's TurboJPEG API: preprocess decodes JPEGs with it through
+# cgo (go build -tags nojpegturbo, or CGO_ENABLED=0, does without: slower).
+jpeg_pkgs=()
+[ -f /usr/include/turbojpeg.h ] || jpeg_pkgs+=(libturbojpeg0-dev)
+need gcc || jpeg_pkgs+=(gcc libc6-dev)
+if [ ${#jpeg_pkgs[@]} -gt 0 ]; then
+	apt_install "${jpeg_pkgs[@]}"
+fi
+
 # Tools the tests run for real: promtool (Prometheus's linter) checks the
 # /metrics output. TOOLS=0 skips them (a user who only runs the server).
 if [ "${TOOLS:-1}" = 1 ] && ! need promtool; then
