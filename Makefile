@@ -6,7 +6,7 @@ export INFERD_ORT_LIB ?= $(CURDIR)/.deps/ort/libonnxruntime.so.1
 export INFERD_CACHE ?= $(HOME)/.cache/inferd
 
 # Packages whose code is concurrent run under the race detector too.
-RACE_PKGS := $(patsubst %,./%/...,$(wildcard batcher gpu server))
+RACE_PKGS := $(patsubst %,./%/...,$(wildcard batcher gpu server register))
 
 .PHONY: setup test test-short vet bench build run fuzz
 
@@ -55,5 +55,20 @@ fuzz:
 test-short: setup
 	$(GO) test -short -count=1 ./...
 
+## bench: the scoreboard, bench/README.md, from one run here (about 15 min)
 bench: setup
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./gpu/
+	bench/run.sh
+
+.PHONY: cluster cluster-down demo
+## cluster: Consul, 3 replicas (MODEL=resnet50 for the real model), HAProxy
+## and Prometheus on loopback (PORT_BASE=18500); prints their URLs
+cluster: setup build
+	MODEL=$(or $(MODEL),tiny) scripts/cluster.sh up
+
+## cluster-down: stop what `make cluster` started
+cluster-down:
+	scripts/cluster.sh down
+
+## demo: the cluster, a 15 s load test through HAProxy with its report, down
+demo: setup build
+	MODEL=$(or $(MODEL),tiny) scripts/cluster.sh demo

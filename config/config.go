@@ -27,6 +27,44 @@ type Config struct {
 	// Models are served side by side. Default: one model "resnet50", the
 	// generated ResNet50, on device auto.
 	Models []Model `yaml:"models"`
+	// Register announces the replica in a Consul catalog. Default off.
+	Register Register `yaml:"register"`
+}
+
+// Register configures self-registration in Consul (package register). The
+// replica serves whether or not Consul is reachable; it retries with backoff.
+// CONSUL_HTTP_TOKEN (and CONSUL_HTTP_ADDR when consul_addr is empty) are
+// read from the environment as by the consul CLI.
+type Register struct {
+	// Enabled turns registration on; the -consul flag also does. Default false.
+	Enabled bool `yaml:"enabled"`
+	// ConsulAddr is the agent's HTTP address (host:port or a URL). Default
+	// $CONSUL_HTTP_ADDR, else 127.0.0.1:8500.
+	ConsulAddr string `yaml:"consul_addr"`
+	// Service is the Consul service name. Default "inferd".
+	Service string `yaml:"service"`
+	// ID is the service instance ID. Default "SERVICE-HOSTNAME-PORT", unique
+	// per host and port.
+	ID string `yaml:"id"`
+	// Address is the address other hosts reach the replica at, and the one
+	// the health check uses. Default: the listen host when it is not a
+	// wildcard (the agent's node address otherwise; the check then uses
+	// 127.0.0.1, the agent being local).
+	Address string `yaml:"address"`
+	// Tags are the service tags. Default none.
+	Tags []string `yaml:"tags"`
+	// CheckInterval is how often the agent GETs /v2/health/ready. Default 1s.
+	CheckInterval time.Duration `yaml:"check_interval"`
+	// CheckTimeout bounds one check. Default 1s.
+	CheckTimeout time.Duration `yaml:"check_timeout"`
+	// DeregisterAfter is how long the check may stay critical before the
+	// agent drops the service: the safety net for a crashed replica.
+	// Default 1m (Consul's minimum).
+	DeregisterAfter time.Duration `yaml:"deregister_after"`
+	// SyncInterval is how often the replica checks that the agent still has
+	// it (an agent restart loses it) and registers again; also the longest
+	// retry delay while the agent is unreachable. Default 5s.
+	SyncInterval time.Duration `yaml:"sync_interval"`
 }
 
 // Runtime selects the ONNX Runtime library.
@@ -194,6 +232,12 @@ func (c *Config) fill() {
 	if len(c.Models) == 0 {
 		c.Models = []Model{{Name: "resnet50"}}
 	}
+	r := &c.Register
+	r.Service = or(r.Service, "inferd")
+	r.CheckInterval = or(r.CheckInterval, time.Second)
+	r.CheckTimeout = or(r.CheckTimeout, time.Second)
+	r.DeregisterAfter = or(r.DeregisterAfter, time.Minute)
+	r.SyncInterval = or(r.SyncInterval, 5*time.Second)
 	for i := range c.Models {
 		m := &c.Models[i]
 		m.Path = or(m.Path, "builtin:resnet50")
@@ -228,6 +272,9 @@ func (c *Config) Validate() error {
 		if err := checkModel(key, m); err != nil {
 			return err
 		}
+	}
+	if err := c.Register.validate(); err != nil {
+		return err
 	}
 	if c.Server.MaxBodyBytes < 0 || c.Server.MaxPixels < 0 || c.Server.MaxConnections < 0 {
 		return errors.New("config: server.max_body_bytes, max_pixels and max_connections must be >= 0")
@@ -271,6 +318,19 @@ func checkModel(key string, m Model) error {
 	}
 	if m.Batcher.MaxDelay < 0 || m.Batcher.LatencyTarget < 0 || m.Batcher.DefaultTimeout < 0 {
 		return fmt.Errorf("config: %s.batcher: durations must be >= 0", key)
+	}
+	return nil
+}
+
+func (r Register) validate() error {
+	if r.Service == "" || strings.ContainsAny(r.Service, "./ ") {
+		return fmt.Errorf("config: register.service %q: want a DNS label (no '.', '/' or spaces)", r.Service)
+	}
+	if r.CheckInterval < 100*time.Millisecond || r.CheckTimeout <= 0 || r.SyncInterval < 100*time.Millisecond {
+		return errors.New("config: register.check_interval and sync_interval must be >= 100ms, check_timeout > 0")
+	}
+	if r.DeregisterAfter < time.Minute {
+		return fmt.Errorf("config: register.deregister_after %s: Consul's minimum is 1m", r.DeregisterAfter)
 	}
 	return nil
 }

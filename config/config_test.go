@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,12 @@ func TestShippedConfigLoads(t *testing.T) {
 	// The shipped file documents the defaults: it must mean the same.
 	if c.Listen != d.Listen || c.Server != d.Server || len(c.Models) != 1 || c.Models[0].Path != d.Models[0].Path {
 		t.Errorf("configs/inferd.yaml differs from the defaults:\n%+v\n%+v", c, d)
+	}
+	if len(c.Register.Tags) == 0 {
+		c.Register.Tags = nil // tags: [] documents the empty default
+	}
+	if !reflect.DeepEqual(c.Register, d.Register) {
+		t.Errorf("configs/inferd.yaml register differs from the defaults:\n%+v\n%+v", c.Register, d.Register)
 	}
 	if c.Models[0].Batcher.DefaultTimeout != 30*time.Second || c.Models[0].Preprocess.Resize != 256 {
 		t.Errorf("model settings not read: %+v", c.Models[0])
@@ -41,6 +48,7 @@ func TestTestdata(t *testing.T) {
 		"duplicate-name.bad.yml": `models[1].name "m": already used`,
 		"bad-builtin.bad.yml":    `models[0].path: builtin model "resnet51"`,
 		"bad-std.bad.yml":        "models[0].preprocess.std has 2 values: want 3",
+		"register-short.bad.yml": "register.deregister_after 10s: Consul's minimum is 1m",
 	}
 	files, _ := filepath.Glob("testdata/*.yml")
 	if len(files) == 0 {

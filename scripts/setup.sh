@@ -3,6 +3,9 @@
 #
 #   scripts/setup.sh          ONNX Runtime 1.29.0 core (CPU; the CUDA-capable core)
 #   GPU=1 scripts/setup.sh    also its CUDA 13 execution provider, beside the core
+#   TOOLS=0 scripts/setup.sh  without the test and cluster tools (promtool,
+#                             HAProxy, and Consul and Prometheus built from
+#                             the Go module proxy by scripts/build-tools.sh)
 #
 # Tarballs come from the npm registry with `npm pack` (no install scripts run),
 # are checked against pinned sha256 sums and cached in $INFERD_CACHE
@@ -91,9 +94,20 @@ if [ ${#jpeg_pkgs[@]} -gt 0 ]; then
 fi
 
 # Tools the tests run for real: promtool (Prometheus's linter) checks the
-# /metrics output. TOOLS=0 skips them (a user who only runs the server).
-if [ "${TOOLS:-1}" = 1 ] && ! need promtool; then
-	apt_install prometheus
+# /metrics output; the cluster tests and `make cluster` run HAProxy, and a
+# Consul agent and a Prometheus with consul_sd_configs that
+# scripts/build-tools.sh builds once into $INFERD_CACHE/bin. TOOLS=0 skips
+# them (a user who only runs the server).
+if [ "${TOOLS:-1}" = 1 ]; then
+	missing=()
+	need promtool || missing+=(prometheus)
+	need haproxy || missing+=(haproxy)
+	need curl || missing+=(curl)
+	need ss || missing+=(iproute2)
+	if [ ${#missing[@]} -gt 0 ]; then
+		apt_install "${missing[@]}"
+	fi
+	"$root/scripts/build-tools.sh"
 fi
 
 log "ready: INFERD_ORT_LIB=$deps/ort/libonnxruntime.so.1"

@@ -175,3 +175,21 @@ func TestShutdownFinishesQueuedWork(t *testing.T) {
 		t.Error("ready after shutdown")
 	}
 }
+
+// Drain hooks run once readiness is 503, before the listener closes.
+func TestDrainHookRunsWhenNotReady(t *testing.T) {
+	needLibrary(t)
+	cfg := tinyConfig(func(c *config.Config) { c.Server.DrainDelay = 50 * time.Millisecond })
+	ts := start(t, cfg)
+	var readyInHook atomic.Bool
+	var ran atomic.Int32
+	ts.OnDrain(func() { ran.Add(1); readyInHook.Store(ts.Ready()) })
+	ctx, cancel := contextWithTimeout(10 * time.Second)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ran.Load() != 1 || readyInHook.Load() {
+		t.Errorf("hook ran %d times, saw ready=%v; want once, not ready", ran.Load(), readyInHook.Load())
+	}
+}

@@ -206,6 +206,9 @@ func isWordNetID(s string) bool {
 // Ready reports whether the model takes requests.
 func (m *Model) Ready() bool { return m.ready.Load() }
 
+// Device returns the device the model's sessions run on, e.g. "cpu".
+func (m *Model) Device() string { return m.session.Device().String() }
+
 // Close stops the batcher, finishing what is queued, then frees the
 // sessions.
 func (m *Model) Close(ctx context.Context) error {

@@ -38,6 +38,8 @@ type Server struct {
 	draining atomic.Bool
 	stats    *serverMetrics
 
+	drainHooks []func()
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -111,6 +113,26 @@ func (s *Server) AddModel(m *Model) {
 
 func (s *Server) model(name string) *Model { return (*s.models.Load())[name] }
 
+// Models returns the loaded models in config order.
+func (s *Server) Models() []*Model {
+	out := make([]*Model, 0, len(s.order))
+	for _, n := range s.order {
+		if m := s.model(n); m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Replica returns the name sent in the X-Inferd-Replica header.
+func (s *Server) Replica() string { return s.replica }
+
+// OnDrain adds f to the hooks Shutdown runs when readiness turns 503, e.g.
+// taking the replica out of a service catalog. Hooks run concurrently with
+// the drain delay; Shutdown waits for them (bounded by its context) before
+// closing the listener. Call it before Shutdown.
+func (s *Server) OnDrain(f func()) { s.drainHooks = append(s.drainHooks, f) }
+
 // Ready reports whether the server takes inference requests: every
 // configured model is loaded and ready, and the server is not draining.
 func (s *Server) Ready() bool {
@@ -151,11 +173,25 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	start := time.Now()
 	s.draining.Store(true)
+	hooks := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		for _, f := range s.drainHooks {
+			wg.Add(1)
+			go func() { defer wg.Done(); f() }()
+		}
+		wg.Wait()
+		close(hooks)
+	}()
 	if d := s.cfg.Server.DrainDelay; d > 0 {
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
 		}
+	}
+	select {
+	case <-hooks:
+	case <-ctx.Done():
 	}
 	step("drain", start)
 

@@ -2,7 +2,10 @@
 // Inference Protocol and an image classification endpoint) with dynamic
 // batching on ONNX Runtime, CUDA or CPU.
 //
-//	inferd [-config inferd.yaml] [-listen :8000] [-check-config]
+//	inferd [-config inferd.yaml] [-listen :8000] [-consul ADDR] [-check-config]
+//
+// With register.enabled (or -consul) the replica registers itself in Consul
+// once its models are loaded and deregisters at the end of its shutdown.
 package main
 
 import (
@@ -18,6 +21,7 @@ import (
 	"time"
 
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/register"
 	"github.com/inferd/inferd/server"
 )
 
@@ -33,6 +37,7 @@ func run() error {
 	listen := flag.String("listen", "", "listen address, overriding the config's listen (default :8000)")
 	device := flag.String("device", "", "device for every model: auto, cpu or cuda:N, overriding the config")
 	check := flag.Bool("check-config", false, "validate the config and exit")
+	consul := flag.String("consul", "", "register in the Consul agent at this HTTP address (turns register.enabled on)")
 	verbose := flag.Bool("v", false, "log debug lines")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -54,6 +59,10 @@ func run() error {
 	}
 	if *listen != "" {
 		cfg.Listen = *listen
+	}
+	if *consul != "" {
+		cfg.Register.Enabled = true
+		cfg.Register.ConsulAddr = *consul
 	}
 	if *device != "" {
 		for i := range cfg.Models {
@@ -81,6 +90,16 @@ func run() error {
 	}
 	log.Info("ready", "addr", ln.Addr().String())
 
+	var reg *register.Registrar
+	if cfg.Register.Enabled {
+		if reg, err = newRegistrar(cfg, ln.Addr().String(), srv, log); err != nil {
+			ln.Close()
+			return err
+		}
+		srv.OnDrain(reg.Drain)
+		reg.Start(context.Background())
+	}
+
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {
@@ -93,9 +112,52 @@ func run() error {
 	defer cancel()
 	start := time.Now()
 	err = srv.Shutdown(ctx)
+	if reg != nil {
+		// Deregister last: work is done, the check has long been critical.
+		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if derr := reg.Deregister(dctx); derr != nil {
+			log.Warn("consul deregistration failed; the agent drops the service after register.deregister_after", "err", derr)
+		}
+		dcancel()
+	}
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutdown: %w (raise server.shutdown_timeout)", err)
 	}
 	return err
+}
+
+// newRegistrar builds the Consul registration for the replica listening on
+// addr (the bound address, so ":0" works).
+func newRegistrar(cfg *config.Config, addr string, srv *server.Server, log *slog.Logger) (*register.Registrar, error) {
+	rc := cfg.Register
+	host, port, err := register.ListenPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if lh, _, err := register.ListenPort(cfg.Listen); err == nil && lh == "" {
+		host = "" // a wildcard listen: advertise the agent's node address
+	}
+	if rc.Address != "" {
+		host = rc.Address
+	}
+	var models, devices []string
+	for _, m := range srv.Models() {
+		models = append(models, m.Name)
+		devices = append(devices, m.Device())
+	}
+	return register.New(register.Config{
+		ConsulAddr:      rc.ConsulAddr,
+		Service:         rc.Service,
+		ID:              rc.ID,
+		Address:         host,
+		Port:            port,
+		Tags:            rc.Tags,
+		Meta:            register.Meta(models, devices, server.Version),
+		CheckInterval:   rc.CheckInterval,
+		CheckTimeout:    rc.CheckTimeout,
+		DeregisterAfter: rc.DeregisterAfter,
+		SyncInterval:    rc.SyncInterval,
+		Ready:           srv.Ready,
+	}, log)
 }
