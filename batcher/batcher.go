@@ -73,7 +73,6 @@ type Request struct {
 	seq      uint64        // position in its priority ring
 	hidx     int32         // index in the deadline heap
 	busy     uint32        // 1 while inside Submit (atomic), to catch reuse
-	next     *Request      // link in the intake stack
 }
 
 // Deadline returns when the request's budget ends. Valid once Submit has
@@ -142,25 +141,18 @@ type Batcher struct {
 	// Set by the scheduler when Close's context ended, before schedDone.
 	abortFailed, abortRunning int
 
-	_ [64]byte // keep the intake's cache lines apart from the read-only fields
+	_ [64]byte // keep the intake's cache line apart from the read-only fields
 
-	// The intake, shared with Submit callers, lock-free. state counts the
-	// requests accepted and not yet dispatched or failed (queued, in the
-	// intake, or about to be pushed) and carries the closed bit, so that
-	// admission is one CAS that no Close can slip between.
-	state atomic.Int64
-	_     [56]byte
-	head  atomic.Pointer[Request] // intake: a LIFO stack the scheduler swaps out whole
-	_     [56]byte
-
-	// Shared with workers, guarded by mu.
+	// Shared with Submit callers and workers, guarded by mu. The scheduler
+	// takes all of it in one critical section per wake-up.
 	mu       sync.Mutex
-	returned []*Batch    // batches workers have finished; cap InFlight
-	aborting atomic.Bool // Close's context ended: fail what is queued
+	closed   bool         // Close was called: Submit fails with ErrClosed
+	aborted  bool         // Close's context ended: fail what is queued
+	intake   []*Request   // cap QueueCapacity; swapped out whole by the scheduler
+	returned []*Batch     // batches workers have finished; cap InFlight
+	depth    atomic.Int64 // accepted and not yet dispatched or failed
+	_        [64]byte
 }
-
-// closedBit in Batcher.state marks the batcher closed.
-const closedBit = 1 << 62
 
 // New creates the batcher for model name and starts its goroutines. cfg's
 // zero fields take their defaults; an invalid field is reported by name.
@@ -191,6 +183,7 @@ func New(name string, cfg Config, r Runner, set *metrics.Set) (*Batcher, error) 
 		work:      make(chan *Batch, cfg.InFlight),
 		schedDone: make(chan struct{}),
 		stopped:   make(chan struct{}),
+		intake:    make([]*Request, 0, cfg.QueueCapacity),
 		returned:  make([]*Batch, 0, cfg.InFlight),
 	}
 	s := newScheduler(b)
@@ -220,7 +213,7 @@ func (b *Batcher) Config() Config {
 
 // QueueDepth returns how many requests are queued (accepted, not yet handed
 // to a runner).
-func (b *Batcher) QueueDepth() int { return int(b.state.Load() &^ closedBit) }
+func (b *Batcher) QueueDepth() int { return int(b.depth.Load()) }
 
 // Submit queues req and blocks until it is done: run (nil, or the batch's
 // failure), rejected at once (ErrBadRequest, ErrQueueFull, ErrClosed), shed
@@ -259,29 +252,23 @@ func (b *Batcher) submit(req *Request) error {
 		req.done = make(chan struct{}, 1)
 	}
 
-	for {
-		v := b.state.Load()
-		if v&closedBit != 0 {
-			b.m.rejected[reasonClosed].Inc()
-			return ErrClosed
-		}
-		if v >= int64(b.cfg.QueueCapacity) {
-			b.m.rejected[reasonQueueFull].Inc()
-			return b.errFull
-		}
-		if b.state.CompareAndSwap(v, v+1) {
-			break
-		}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		b.m.rejected[reasonClosed].Inc()
+		return ErrClosed
 	}
-	for {
-		old := b.head.Load()
-		req.next = old
-		if b.head.CompareAndSwap(old, req) {
-			if old == nil { // the scheduler may be asleep
-				b.signal()
-			}
-			break
-		}
+	if b.depth.Load() >= int64(b.cfg.QueueCapacity) {
+		b.mu.Unlock()
+		b.m.rejected[reasonQueueFull].Inc()
+		return b.errFull
+	}
+	b.depth.Add(1)
+	signal := len(b.intake) == 0
+	b.intake = append(b.intake, req)
+	b.mu.Unlock()
+	if signal {
+		b.signal()
 	}
 
 	<-req.done
@@ -318,12 +305,17 @@ func (b *Batcher) invalid(req *Request) error {
 // have exited.
 //
 // If ctx ends first, the requests still queued fail with ErrClosed and Close
-// returns an error wrapping ctx.Err(); batches already in Runner.Run cannot
-// be interrupted, so their worker goroutines exit when Run returns. Close may
-// be called more than once and from several goroutines.
+// returns an error wrapping ctx.Err() that says how many batches are still in
+// Runner.Run. Those cannot be interrupted; their worker goroutines exit when
+// Run returns. Until then the Runner's resources (sessions) are in use: call
+// Close again (say with context.Background()) to wait for them before
+// freeing anything. Close may be called more than once and from several
+// goroutines.
 func (b *Batcher) Close(ctx context.Context) error {
 	b.closeOnce.Do(func() {
-		b.state.Or(closedBit)
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
 		b.signal()
 	})
 	select {
@@ -336,7 +328,9 @@ func (b *Batcher) Close(ctx context.Context) error {
 		return nil
 	default:
 	}
-	b.aborting.Store(true)
+	b.mu.Lock()
+	b.aborted = true
+	b.mu.Unlock()
 	b.signal()
 	<-b.schedDone
 	if b.drained.Load() { // it finished normally after all

@@ -590,6 +590,9 @@ func TestCloseCancelledIdle(t *testing.T) {
 		if err := b.Submit(&Request{Rows: 1}); err != nil {
 			t.Fatal(err)
 		}
+		// Submit returns when its request is answered, a moment before the
+		// worker reports the batch finished: wait until it is really idle.
+		synctest.Wait()
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		if err := b.Close(ctx); err != nil {

@@ -23,7 +23,11 @@ import (
 func BenchmarkOverhead(b *testing.B) {
 	for _, g := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
-			bt, err := New("bench", Config{MaxBatchSize: 64}, RunnerFunc(nop), nil)
+			var batches atomic.Int64
+			bt, err := New("bench", Config{MaxBatchSize: 64}, RunnerFunc(func(*Batch) error {
+				batches.Add(1)
+				return nil
+			}), nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -49,17 +53,26 @@ func BenchmarkOverhead(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+			b.ReportMetric(float64(b.N)/float64(batches.Load()), "rows/batch")
 		})
 	}
 }
 
 // BenchmarkIntake is the experiment behind the intake design: 256 goroutines
-// hand items to one consumer, either through a buffered channel (one channel
-// operation per item, each waking the consumer) or by appending to a
-// mutex-protected slice that the consumer swaps out whole (one wake-up per
-// non-empty transition). Each item is acknowledged on its own channel, as
-// Submit is. The slice won by about 2x here; see
-// bench/results/batcher-overhead.md.
+// hand items to one consumer, each then waiting on its own channel as Submit
+// does, through
+//   - channel: a buffered channel, one channel operation per item;
+//   - mutex-slice: append to a mutex-protected slice that the consumer swaps
+//     out whole, waking it only on the empty -> non-empty transition (what
+//     the batcher uses);
+//   - atomic-stack: a lock-free intrusive stack the consumer swaps out and
+//     reverses.
+//
+// The mutex slice beat the channel by about 1.5x in wall-clock throughput.
+// The atomic stack was within noise of the mutex slice (ahead in one session,
+// behind in another) and no faster inside the full batcher (measured by
+// swapping it in, see bench/results/batcher-overhead.md), so the simpler
+// mutex slice stayed.
 func BenchmarkIntake(b *testing.B) {
 	type item struct {
 		done chan struct{}
@@ -326,6 +339,8 @@ func TestSimulation(t *testing.T) {
 			case tc.timeout == 0 && load <= 0.8:
 				// Without deadlines nothing is shed: every policy serves the
 				// offered load, and the adaptive one's tail stays in target.
+				// At 80% that holds for seed 1 (14.1ms) but not for every
+				// seed (13.2 to 15.7ms over seeds 1-6; see the results).
 				if ad.p99 >= simTarget || ad.thr < 0.99*bestThr {
 					t.Errorf("load %.2f: adaptive p99 %v thr %.0f; best fixed thr %.0f", load, ad.p99, ad.thr, bestThr)
 				}

@@ -214,6 +214,9 @@ func (m *Model) Device() string { return m.session.Device().String() }
 func (m *Model) Close(ctx context.Context) error {
 	m.ready.Store(false)
 	err := m.batcher.Close(ctx)
+	// Even when ctx ended with batches still running, this is safe: the
+	// session's Close waits for every lease to come back, and a batch the
+	// batcher starts after it gets gpu.ErrClosed.
 	m.session.Close()
 	return err
 }
