@@ -1,0 +1,101 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/inferd/inferd/loadtest"
+)
+
+// common are the flags every command takes.
+type common struct {
+	fs       *flag.FlagSet
+	cfg      loadtest.Config
+	endpoint string
+	format   string
+	output   string
+}
+
+func newCommon(name string, stderr io.Writer) *common {
+	c := &common{fs: flag.NewFlagSet("loadtest "+name, flag.ContinueOnError)}
+	fs := c.fs
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.cfg.URL, "url", "http://127.0.0.1:8000", "target server base `URL`")
+	fs.StringVar(&c.cfg.Model, "model", "resnet50", "model `name`")
+	fs.StringVar(&c.endpoint, "endpoint", "classify", "classify, recognize, infer-json or infer-binary")
+	fs.StringVar(&c.cfg.Images, "images", "", "image `PATH`: a jpeg/png file or a directory of them (default: generated 256x256 jpegs)")
+	fs.StringVar(&c.cfg.Tensor, "tensor", "", "raw little-endian `FILE` with one row of every input, for infer-* (default: generated)")
+	fs.DurationVar(&c.cfg.Timeout, "timeout", 30*time.Second, "per-request timeout")
+	fs.IntVar(&c.cfg.MaxWorkers, "max-workers", 1024, "most concurrent requests of an open loop")
+	fs.StringVar(&c.format, "format", "text", "report format: text, json or csv")
+	fs.BoolVar(&c.cfg.NoServerMetrics, "no-server-metrics", false, "do not scrape the target's /metrics")
+	return c
+}
+
+// parse parses args, refusing positional arguments and a bad format.
+func (c *common) parse(args []string) error {
+	if err := c.fs.Parse(args); err != nil {
+		return err
+	}
+	if c.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (flags only; see -h)", c.fs.Args())
+	}
+	c.cfg.Endpoint = loadtest.Endpoint(c.endpoint)
+	switch c.format {
+	case loadtest.FormatText, loadtest.FormatJSON, loadtest.FormatCSV:
+	default:
+		return fmt.Errorf("-format %q: want text, json or csv", c.format)
+	}
+	return nil
+}
+
+// usageError prints err (flag already printed its own) and returns the
+// usage exit code.
+func usageError(stderr io.Writer, err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if !strings.HasPrefix(err.Error(), "flag provided but not defined") && !strings.Contains(err.Error(), "invalid value") &&
+		!strings.Contains(err.Error(), "flag needs an argument") {
+		fmt.Fprintln(stderr, "loadtest:", err)
+	}
+	return exitUsage
+}
+
+// openOutput creates the results file, if one is asked for.
+func openOutput(path string) (*os.File, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("results file: %w", err)
+	}
+	return f, nil
+}
+
+// parseList parses "10,20,40".
+func parseList(flagName, s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("-%s: %q is not a positive number", flagName, f)
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-%s: empty list", flagName)
+	}
+	return out, nil
+}

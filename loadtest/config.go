@@ -1,0 +1,207 @@
+package loadtest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Endpoint is what a request hits.
+type Endpoint string
+
+// The endpoints a load can target.
+const (
+	// Classify posts an encoded image to /v2/models/M/classify.
+	Classify Endpoint = "classify"
+	// Recognize posts an image as the multipart field "image" to
+	// /recognize (the server's default model).
+	Recognize Endpoint = "recognize"
+	// InferJSON posts a KServe v2 JSON request to /v2/models/M/infer.
+	InferJSON Endpoint = "infer-json"
+	// InferBinary posts a KServe v2 request with the binary tensor
+	// extension (JSON header + raw tensor bytes) to /v2/models/M/infer.
+	InferBinary Endpoint = "infer-binary"
+)
+
+// Endpoints lists the valid endpoints, for messages and flag help.
+var Endpoints = []Endpoint{Classify, Recognize, InferJSON, InferBinary}
+
+// Pacers of an open-loop run.
+const (
+	// PacerConstant sends Rate requests per second.
+	PacerConstant = "constant"
+	// PacerRamp starts at Rate and climbs linearly to RampTo at the end
+	// of Duration (vegeta's LinearPacer).
+	PacerRamp = "ramp"
+	// PacerSine oscillates around Rate by ±SineAmp with period SinePeriod
+	// (vegeta's SinePacer).
+	PacerSine = "sine"
+)
+
+// Config describes one load. The zero value of every optional field means
+// the default given in its comment.
+type Config struct {
+	// URL is the server's base URL, e.g. http://127.0.0.1:8000.
+	URL string
+	// Model is the model name; its metadata (GET /v2/models/Model) gives
+	// the input shapes and proves it exists.
+	Model string
+	// Endpoint is what each request hits; default Classify.
+	Endpoint Endpoint
+	// Images is an image file or a directory of .jpg/.jpeg/.png files for
+	// the image endpoints; empty means generated JPEGs.
+	Images string
+	// Tensor is a raw little-endian file holding one row of every input,
+	// in metadata order, for the infer endpoints; empty means generated.
+	Tensor string
+
+	// Rate is the open-loop rate in requests per second (the start rate of
+	// a ramp, the mean of a sine). Exactly one of Rate and Concurrency is
+	// set.
+	Rate float64
+	// Concurrency is the closed-loop concurrency: that many workers, each
+	// sending its next request when its last one is answered.
+	Concurrency int
+	// Duration is how long requests are sent; default 10s.
+	Duration time.Duration
+	// Pacer is PacerConstant (default), PacerRamp or PacerSine.
+	Pacer string
+	// RampTo is a ramp's final rate; default 2*Rate.
+	RampTo float64
+	// SinePeriod is a sine's period; default Duration/2.
+	SinePeriod time.Duration
+	// SineAmp is a sine's amplitude in requests per second; default Rate/2.
+	SineAmp float64
+
+	// Timeout bounds each request; default 30s.
+	Timeout time.Duration
+	// MaxWorkers caps an open loop's concurrent requests; default 1024.
+	MaxWorkers int
+
+	// Output, when set, receives the raw results in vegeta's gob encoding.
+	Output io.Writer
+	// Plot, when set, receives an HTML latency plot of the run.
+	Plot io.Writer
+	// Progress, when set, receives a progress line (rewritten with \r)
+	// about once a second; callers pass os.Stderr only when it is a
+	// terminal.
+	Progress io.Writer
+	// NoServerMetrics skips scraping the target's /metrics.
+	NoServerMetrics bool
+}
+
+// withDefaults fills in defaults and checks the fields.
+func (c Config) withDefaults() (Config, error) {
+	if c.Endpoint == "" {
+		c.Endpoint = Classify
+	}
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Pacer == "" {
+		c.Pacer = PacerConstant
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.MaxWorkers == 0 {
+		c.MaxWorkers = 1024
+	}
+	if c.Pacer == PacerRamp && c.RampTo == 0 {
+		c.RampTo = 2 * c.Rate
+	}
+	if c.Pacer == PacerSine {
+		if c.SinePeriod == 0 {
+			c.SinePeriod = c.Duration / 2
+		}
+		if c.SineAmp == 0 {
+			c.SineAmp = c.Rate / 2
+		}
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	u, err := url.Parse(c.URL)
+	switch {
+	case c.URL == "":
+		return errors.New("no target url (want e.g. http://127.0.0.1:8000)")
+	case err != nil:
+		return fmt.Errorf("target url %q: want http://host:port", c.URL)
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return fmt.Errorf("target url %q: want http://host:port", c.URL)
+	}
+	if c.Model == "" && c.Endpoint != Recognize {
+		return errors.New("no model name")
+	}
+	found := false
+	for _, e := range Endpoints {
+		found = found || e == c.Endpoint
+	}
+	if !found {
+		return fmt.Errorf("endpoint %q: want one of %s", c.Endpoint, endpointList())
+	}
+	if c.Tensor != "" && c.Endpoint != InferJSON && c.Endpoint != InferBinary {
+		return fmt.Errorf("a tensor file is for the infer endpoints, not %s", c.Endpoint)
+	}
+	if c.Images != "" && (c.Endpoint == InferJSON || c.Endpoint == InferBinary) {
+		return fmt.Errorf("image files are for the image endpoints, not %s", c.Endpoint)
+	}
+	switch {
+	case c.Rate < 0:
+		return fmt.Errorf("rate %g: want > 0", c.Rate)
+	case c.Concurrency < 0:
+		return fmt.Errorf("concurrency %d: want > 0", c.Concurrency)
+	case c.Rate > 0 && c.Concurrency > 0:
+		return errors.New("both a rate and a concurrency: an open loop takes a rate, a closed loop a concurrency")
+	case c.Rate == 0 && c.Concurrency == 0:
+		return errors.New("neither a rate nor a concurrency")
+	case c.Duration < 0:
+		return fmt.Errorf("duration %s: want > 0", c.Duration)
+	case c.Timeout < 0:
+		return fmt.Errorf("timeout %s: want > 0", c.Timeout)
+	case c.MaxWorkers < 0:
+		return fmt.Errorf("max workers %d: want > 0", c.MaxWorkers)
+	}
+	switch c.Pacer {
+	case PacerConstant:
+	case PacerRamp, PacerSine:
+		if c.Concurrency > 0 {
+			return fmt.Errorf("pacer %s shapes an open loop's rate; a closed loop (concurrency) has none", c.Pacer)
+		}
+		if c.Pacer == PacerRamp && c.RampTo <= 0 {
+			return fmt.Errorf("ramp to %g: want > 0", c.RampTo)
+		}
+		if c.Pacer == PacerSine && (c.SineAmp < 0 || c.SineAmp >= c.Rate || c.SinePeriod <= 0) {
+			return fmt.Errorf("sine amplitude %g and period %s: want 0 <= amplitude < rate and period > 0", c.SineAmp, c.SinePeriod)
+		}
+	default:
+		return fmt.Errorf("pacer %q: want constant, ramp or sine", c.Pacer)
+	}
+	return nil
+}
+
+func endpointList() string {
+	s := make([]string, len(Endpoints))
+	for i, e := range Endpoints {
+		s[i] = string(e)
+	}
+	return strings.Join(s, ", ")
+}
+
+// mode describes the load shape, e.g. "open constant 100/s".
+func (c Config) mode() string {
+	if c.Concurrency > 0 {
+		return fmt.Sprintf("closed concurrency %d", c.Concurrency)
+	}
+	switch c.Pacer {
+	case PacerRamp:
+		return fmt.Sprintf("open ramp %g/s to %g/s", c.Rate, c.RampTo)
+	case PacerSine:
+		return fmt.Sprintf("open sine %g/s ±%g/s period %s", c.Rate, c.SineAmp, c.SinePeriod)
+	}
+	return fmt.Sprintf("open constant %g/s", c.Rate)
+}

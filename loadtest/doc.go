@@ -1,0 +1,16 @@
+// Package loadtest drives load at an inferd (or any KServe v2) server and
+// reports what the client saw beside what the server says about the same
+// window. It is built on vegeta's attack library: open-loop runs at a
+// constant, ramped or sinusoidal rate use vegeta's pacers, closed-loop runs
+// at a fixed concurrency use vegeta's rate 0 with as many workers as the
+// concurrency, and raw results are vegeta's own gob encoding, so `vegeta
+// report` and `vegeta plot` read them.
+//
+// The targets are the image classification endpoint (image files, or
+// generated JPEGs), KServe v2 inference in JSON and with the binary tensor
+// extension (tensor from a raw file, or generated from the shapes the
+// server's model metadata gives), and /recognize.
+//
+// Config.Run runs one attack; Sweep runs one per rate or concurrency; SLO
+// searches for the highest rate that meets a p99 latency and error target.
+package loadtest

@@ -1,0 +1,77 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inferd/inferd/loadtest/testserver"
+)
+
+// TestFormatsParseBack writes one real report in every format and reads
+// each back.
+func TestFormatsParseBack(t *testing.T) {
+	url := testserver.Start(t)
+	rep, err := Config{URL: url, Model: "tiny", Endpoint: Classify, Concurrency: 2, Duration: 300 * time.Millisecond}.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		format string
+		check  func(t *testing.T, out string)
+	}{
+		{FormatJSON, func(t *testing.T, out string) {
+			var got Report
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Requests != rep.Requests || got.Latency != rep.Latency || got.Server == nil ||
+				got.Server.MeanBatch != rep.Server.MeanBatch {
+				t.Errorf("round trip:\n got %+v\nwant %+v", got, *rep)
+			}
+		}},
+		{FormatCSV, func(t *testing.T, out string) {
+			rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != 2 || len(rows[0]) != len(CSVHeader) || len(rows[1]) != len(CSVHeader) {
+				t.Fatalf("rows %q", rows)
+			}
+			col := map[string]string{}
+			for i, h := range rows[0] {
+				col[h] = rows[1][i]
+			}
+			if col["concurrency"] != "2" || col["success"] != "1.00000" || col["server_mean_batch"] == "" {
+				t.Errorf("row %v", col)
+			}
+		}},
+		{FormatText, func(t *testing.T, out string) {
+			for _, prefix := range []string{"Target", "Load", "Requests", "Duration", "Latencies", "Bytes In",
+				"Bytes Out", "Success", "Status Codes", "Server ", "Server queue", "Server compute", "Server rejected", "Error Set:"} {
+				if !strings.Contains(out, "\n"+prefix) && !strings.HasPrefix(out, prefix) {
+					t.Errorf("no line starting %q in\n%s", prefix, out)
+				}
+			}
+			if !strings.Contains(out, "100.00%") || !strings.Contains(out, "200:") {
+				t.Errorf("text:\n%s", out)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.format, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := rep.Write(&buf, tt.format); err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, buf.String())
+		})
+	}
+	if err := rep.Write(&bytes.Buffer{}, "yaml"); err == nil {
+		t.Error("format yaml accepted")
+	}
+}

@@ -1,0 +1,126 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+	"github.com/tsenart/vegeta/v12/lib/plot"
+)
+
+// Run checks the configuration, reads the model's metadata from the server,
+// sends the load and returns the report. Bad configuration, an unreachable
+// server and an unknown model fail before any load is sent.
+func (c Config) Run(ctx context.Context) (*Report, error) {
+	p, err := prepare(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return p.attack(ctx, p.cfg)
+}
+
+// attack runs one attack with cfg's load shape and sinks; the targets are
+// the plan's.
+func (p *plan) attack(ctx context.Context, cfg Config) (*Report, error) {
+	pacer, workers, maxWorkers := cfg.pacer()
+	atk := vegeta.NewAttacker(
+		vegeta.Workers(workers),
+		vegeta.MaxWorkers(maxWorkers),
+		vegeta.Timeout(cfg.Timeout),
+		vegeta.KeepAlive(true),
+		vegeta.Connections(int(maxWorkers)),
+		vegeta.Redirects(vegeta.NoFollow),
+	)
+	var before metricsSnapshot
+	var scrapeErr error
+	base := strings.TrimSuffix(cfg.URL, "/")
+	if !cfg.NoServerMetrics {
+		before, scrapeErr = scrape(ctx, base)
+	}
+
+	var (
+		metrics vegeta.Metrics
+		enc     vegeta.Encoder
+		plt     *plot.Plot
+		prog    = newProgress(cfg.Progress, cfg.Duration)
+	)
+	if cfg.Output != nil {
+		enc = vegeta.NewEncoder(cfg.Output)
+	}
+	if cfg.Plot != nil {
+		plt = plot.New(plot.Title("loadtest "+cfg.mode()+" "+cfg.target()), plot.Downsample(4000), plot.Label(plot.ErrorLabeler))
+	}
+	results := atk.Attack(p.targeter, pacer, cfg.Duration, cfg.mode())
+	stop := context.AfterFunc(ctx, func() { atk.Stop() })
+	defer stop()
+	var sinkErr error
+	for r := range results {
+		metrics.Add(r)
+		prog.add(r)
+		if enc != nil && sinkErr == nil {
+			sinkErr = enc.Encode(r)
+		}
+		if plt != nil && sinkErr == nil {
+			sinkErr = plt.Add(r)
+		}
+	}
+	metrics.Close()
+	prog.done()
+	if sinkErr != nil {
+		return nil, fmt.Errorf("writing results: %w", sinkErr)
+	}
+	if plt != nil {
+		plt.Close()
+		if _, err := plt.WriteTo(cfg.Plot); err != nil {
+			return nil, fmt.Errorf("writing plot: %w", err)
+		}
+	}
+	rep := newReport(cfg, &metrics)
+	if !cfg.NoServerMetrics {
+		if scrapeErr == nil {
+			var after metricsSnapshot
+			if after, scrapeErr = scrape(context.WithoutCancel(ctx), base); scrapeErr == nil {
+				rep.Server = serverView(before, after, cfg.Model)
+			}
+		}
+		if scrapeErr != nil {
+			rep.ServerError = scrapeErr.Error()
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("run interrupted: %w", err)
+	}
+	return rep, nil
+}
+
+// pacer returns the vegeta pacer and worker counts for cfg's load shape. A
+// closed loop is vegeta's rate 0 with exactly Concurrency workers.
+func (c Config) pacer() (vegeta.Pacer, uint64, uint64) {
+	if c.Concurrency > 0 {
+		n := uint64(c.Concurrency)
+		return vegeta.Rate{Freq: 0, Per: time.Second}, n, n
+	}
+	max := uint64(c.MaxWorkers)
+	workers := min(max, vegeta.DefaultWorkers)
+	perSecond := func(r float64) vegeta.Rate {
+		// vegeta rates are integer counts per period: keep three digits.
+		return vegeta.Rate{Freq: int(r * 1000), Per: time.Second * 1000}
+	}
+	switch c.Pacer {
+	case PacerRamp:
+		return vegeta.LinearPacer{StartAt: perSecond(c.Rate), Slope: (c.RampTo - c.Rate) / c.Duration.Seconds()}, workers, max
+	case PacerSine:
+		return vegeta.SinePacer{Period: c.SinePeriod, Mean: perSecond(c.Rate), Amp: perSecond(c.SineAmp)}, workers, max
+	}
+	return perSecond(c.Rate), workers, max
+}
+
+// target names what is hit, for titles and reports.
+func (c Config) target() string {
+	if c.Endpoint == Recognize {
+		return c.URL + " recognize"
+	}
+	return c.URL + " " + c.Model + " " + string(c.Endpoint)
+}

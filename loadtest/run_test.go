@@ -1,0 +1,203 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/inferd/inferd/loadtest/testserver"
+)
+
+// TestAttackFixedRate: two seconds at 50/s is 100 requests, all answered,
+// and the raw results decode with vegeta's own decoder.
+func TestAttackFixedRate(t *testing.T) {
+	url := testserver.Start(t)
+	var raw, html bytes.Buffer
+	cfg := Config{URL: url, Model: "tiny", Endpoint: InferBinary, Rate: 50, Duration: 2 * time.Second,
+		Output: &raw, Plot: &html}
+	rep, err := cfg.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Requests < 99 || rep.Requests > 101 {
+		t.Errorf("requests = %d, want 100 (50/s for 2s)", rep.Requests)
+	}
+	if rep.Success != 1 || rep.StatusCodes["200"] != int(rep.Requests) {
+		t.Errorf("success = %v, codes %v, errors %v; want all 200", rep.Success, rep.StatusCodes, rep.Errors)
+	}
+	if rep.Server == nil || rep.Server.Requests != float64(rep.Requests) {
+		t.Errorf("server view %+v (%s): want %d requests", rep.Server, rep.ServerError, rep.Requests)
+	}
+
+	dec := vegeta.NewDecoder(&raw)
+	n := 0
+	for {
+		var r vegeta.Result
+		err := dec.Decode(&r)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("decoding result %d: %v", n, err)
+		}
+		if r.Code != 200 || !strings.HasSuffix(r.URL, "/v2/models/tiny/infer") {
+			t.Errorf("result %d: code %d url %s", n, r.Code, r.URL)
+		}
+		n++
+	}
+	if n != int(rep.Requests) {
+		t.Errorf("decoded %d results, report says %d", n, rep.Requests)
+	}
+	if !strings.Contains(html.String(), "<html") || !strings.Contains(html.String(), "uPlot") {
+		t.Errorf("plot is not vegeta's HTML plot: %.200q", html.String())
+	}
+}
+
+// TestEndpoints: every endpoint, closed loop, all answered.
+func TestEndpoints(t *testing.T) {
+	url := testserver.Start(t)
+	for _, ep := range Endpoints {
+		t.Run(string(ep), func(t *testing.T) {
+			cfg := Config{URL: url, Model: "tiny", Endpoint: ep, Concurrency: 2, Duration: 300 * time.Millisecond}
+			rep, err := cfg.Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Requests == 0 || rep.Success != 1 {
+				t.Errorf("%d requests, success %v, errors %v", rep.Requests, rep.Success, rep.Errors)
+			}
+			if rep.Concurrency != 2 || rep.Mode != "closed concurrency 2" {
+				t.Errorf("mode %q concurrency %d", rep.Mode, rep.Concurrency)
+			}
+		})
+	}
+}
+
+// TestServerViewMatchesMetrics compares the report's server view with
+// deltas of the server's own /metrics, scraped here around the run.
+func TestServerViewMatchesMetrics(t *testing.T) {
+	url := testserver.Start(t)
+	ctx := context.Background()
+	before, err := scrapeText(t, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Config{URL: url, Model: "tiny", Endpoint: InferBinary, Concurrency: 8, Duration: time.Second}.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := scrapeText(t, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delta := func(name string) float64 { return metricValue(t, after, name) - metricValue(t, before, name) }
+	rows := delta(`inferd_batcher_batch_size_sum{model="tiny"}`)
+	batches := delta(`inferd_batcher_batch_size_count{model="tiny"}`)
+	dispatched := delta(`inferd_batcher_batches_total{model="tiny"}`)
+	s := rep.Server
+	if s == nil {
+		t.Fatalf("no server view: %s", rep.ServerError)
+	}
+	if rows != float64(rep.Requests) {
+		t.Errorf("server batched %v rows, client sent %d requests", rows, rep.Requests)
+	}
+	if s.Batches != dispatched || batches != dispatched {
+		t.Errorf("batches: view %v, batches_total %v, batch_size_count %v", s.Batches, dispatched, batches)
+	}
+	if want := rows / batches; s.MeanBatch != want {
+		t.Errorf("mean batch: view %v, metrics %v", s.MeanBatch, want)
+	}
+	if s.MeanBatch <= 1 {
+		t.Logf("mean batch %.2f at concurrency 8 (a loaded machine may not batch)", s.MeanBatch)
+	}
+	if s.QueueP99 < s.QueueP50 || s.ComputeP99 < s.ComputeP50 || s.ComputeP50 <= 0 {
+		t.Errorf("quantiles out of order: %+v", s)
+	}
+	if len(s.Rejected) != 0 {
+		t.Errorf("rejected %v, want none", s.Rejected)
+	}
+}
+
+// scrapeText fetches /metrics as text.
+func scrapeText(t *testing.T, url string) (string, error) {
+	t.Helper()
+	b, err := get(context.Background(), url, "/metrics")
+	return string(b), err
+}
+
+// metricValue finds the line "series value" in a scrape.
+func metricValue(t *testing.T, text, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			s, err := parseSample("x " + rest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s.value
+		}
+	}
+	return 0
+}
+
+// TestSweep runs two concurrencies and reports each.
+func TestSweep(t *testing.T) {
+	url := testserver.Start(t)
+	var got []*Report
+	cfg := Config{URL: url, Model: "tiny", Endpoint: InferBinary, Duration: 300 * time.Millisecond}
+	err := Sweep(context.Background(), cfg, []float64{1, 4}, true, func(r *Report) error { got = append(got, r); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Concurrency != 1 || got[1].Concurrency != 4 {
+		t.Fatalf("reports %+v", got)
+	}
+	var buf bytes.Buffer
+	tw := NewTableWriter(&buf)
+	for _, r := range got {
+		tw.Write(r)
+	}
+	if lines := strings.Split(strings.TrimSpace(buf.String()), "\n"); len(lines) != 3 ||
+		!strings.Contains(lines[0], "p99") || !strings.Contains(lines[2], "c=4") {
+		t.Errorf("table:\n%s", buf.String())
+	}
+}
+
+// TestBadInput: each mistake fails before load is sent, fast, saying what
+// is wrong.
+func TestBadInput(t *testing.T) {
+	url := testserver.Start(t)
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"unreachable", Config{URL: testserver.ClosedURL(t), Model: "tiny", Rate: 1}, "unreachable"},
+		{"unknown model", Config{URL: url, Model: "nope", Rate: 1}, `model "nope" not found`},
+		{"no load", Config{URL: url, Model: "tiny"}, "neither a rate nor a concurrency"},
+		{"both loads", Config{URL: url, Model: "tiny", Rate: 1, Concurrency: 1}, "both a rate and a concurrency"},
+		{"bad endpoint", Config{URL: url, Model: "tiny", Endpoint: "grpc", Rate: 1}, `endpoint "grpc"`},
+		{"bad url", Config{URL: "localhost:8000", Model: "tiny", Rate: 1}, "want http://host:port"},
+		{"bad pacer", Config{URL: url, Model: "tiny", Rate: 1, Pacer: "square"}, `pacer "square"`},
+		{"missing images", Config{URL: url, Model: "tiny", Rate: 1, Images: "/nonexistent"}, "images:"},
+		{"tensor for classify", Config{URL: url, Model: "tiny", Rate: 1, Tensor: "x"}, "infer endpoints"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := tt.cfg.Run(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.want)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %s to fail", d)
+			}
+		})
+	}
+}

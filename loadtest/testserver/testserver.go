@@ -1,0 +1,82 @@
+// Package testserver boots an in-process inferd serving the tiny model on
+// a loopback port, for the load tester's tests.
+package testserver
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/server"
+)
+
+var (
+	dirOnce sync.Once
+	dir     string
+	dirErr  error
+)
+
+// modelDir is one temporary directory per test binary for the generated
+// model (the OS cleans it; the tiny model is a few hundred kilobytes).
+func modelDir() (string, error) {
+	dirOnce.Do(func() { dir, dirErr = os.MkdirTemp("", "inferd-loadtest") })
+	return dir, dirErr
+}
+
+// Start serves the tiny model as "tiny" (max_batch 8, cpu) on
+// 127.0.0.1:0 and returns its base URL; the server shuts down when the test
+// ends. It skips the test when INFERD_ORT_LIB is unset.
+func Start(t testing.TB) string {
+	t.Helper()
+	if os.Getenv("INFERD_ORT_LIB") == "" {
+		t.Skip("INFERD_ORT_LIB is not set (run `make setup` then `make test`)")
+	}
+	cfg, err := config.Parse([]byte(`
+models:
+  - name: tiny
+    path: builtin:tiny
+    device: cpu
+    max_batch: 8
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Runtime.ModelDir, err = modelDir(); err != nil {
+		t.Fatal(err)
+	}
+	s := server.New(cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.LoadModels(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// ClosedURL returns the URL of a loopback port nothing listens on.
+func ClosedURL(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ln.Close()
+	return url
+}
