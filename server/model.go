@@ -115,7 +115,11 @@ func OpenModel(c config.Model, rt config.Runtime, set *metrics.Set, log *slog.Lo
 	set.GetOrCreateGauge(fmt.Sprintf(`inferd_model_info{model=%q,device=%q,runtime=%q,max_batch="%d",instances="%d"}`,
 		c.Name, sess.Device().String(), sess.RuntimeVersion(), sess.MaxBatch(), sess.Instances()), func() float64 { return 1 })
 	m.ready.Store(true)
-	log.Info("model ready", "model", c.Name, "path", path, "device", sess.Device().String(),
+	images := "none (not an image model)"
+	if m.pre != nil {
+		images = "jpeg via " + preprocess.JPEGDecoder()
+	}
+	log.Info("model ready", "model", c.Name, "path", path, "device", sess.Device().String(), "images", images,
 		"max_batch", sess.MaxBatch(), "instances", sess.Instances(), "took", time.Since(start).Round(time.Millisecond))
 	return m, nil
 }

@@ -76,7 +76,8 @@ func BenchmarkResNet50Server(b *testing.B) {
 	needLibrary(b)
 	const clients = 8
 	ts := start(b, tinyConfig(func(c *config.Config) {
-		c.Models[0] = config.Model{Name: "resnet50", Path: "builtin:resnet50", Device: "cpu", MaxBatch: 8, Buckets: []int{1, 2, 4, 8}, Softmax: "auto"}
+		c.Models[0] = config.Model{Name: "resnet50", Path: "builtin:resnet50", Device: "cpu", MaxBatch: 8, Buckets: []int{1, 2, 4, 8}, Softmax: "auto",
+			Batcher: config.Batcher{MaxDelay: benchDelay()}}
 	}))
 	m := ts.model("resnet50")
 	b.Run("raw-ort-batch8", func(b *testing.B) {
@@ -131,4 +132,11 @@ func BenchmarkResNet50Server(b *testing.B) {
 func benchThreads() int {
 	n, _ := strconv.Atoi(os.Getenv("INFERD_BENCH_THREADS"))
 	return n
+}
+
+// benchDelay is the batcher's max_delay for BenchmarkResNet50Server, from
+// INFERD_BENCH_DELAY (default 0).
+func benchDelay() time.Duration {
+	d, _ := time.ParseDuration(os.Getenv("INFERD_BENCH_DELAY"))
+	return d
 }
