@@ -69,3 +69,7 @@ func AppendError(dst []byte, msg string) []byte {
 	dst = appendJSONString(dst, msg)
 	return append(dst, '}')
 }
+
+// AppendString appends s to dst as a JSON string, escaped as the
+// protocol's own responses are.
+func AppendString(dst []byte, s string) []byte { return appendJSONString(dst, s) }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/inferd/inferd/kserve"
 )
 
 // maxTopK bounds ?top_k=.
@@ -33,21 +35,10 @@ func (s *Server) classify(ctx *fasthttp.RequestCtx, m *Model) {
 		return
 	}
 	b := append(ctx.Response.Body()[:0], `{"model":`...)
-	b = strconv.AppendQuote(b, m.Name)
-	b = append(b, `,"predictions":[`...)
-	for i, p := range preds {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"index":`...)
-		b = strconv.AppendInt(b, int64(p.index), 10)
-		b = append(b, `,"label":`...)
-		b = strconv.AppendQuote(b, m.label(p.index))
-		b = append(b, `,"probability":`...)
-		b = strconv.AppendFloat(b, float64(p.prob), 'g', 6, 32)
-		b = append(b, '}')
-	}
-	b = append(b, "]}"...)
+	b = kserve.AppendString(b, m.Name)
+	b = append(b, `,"predictions":`...)
+	b = m.appendPredictions(b, preds, true)
+	b = append(b, '}')
 	ctx.SetContentType("application/json")
 	ctx.Response.SetBodyRaw(b)
 }
@@ -70,20 +61,33 @@ func (s *Server) recognize(ctx *fasthttp.RequestCtx, name string) {
 		writeError(ctx, err)
 		return
 	}
-	b := append(ctx.Response.Body()[:0], '[')
+	b := m.appendPredictions(ctx.Response.Body()[:0], preds, false)
+	ctx.SetContentType("application/json")
+	ctx.Response.SetBodyRaw(b)
+}
+
+// appendPredictions appends preds as a JSON array of
+// {"index":..,"label":..,"probability":..}, without "index" unless
+// withIndex.
+func (m *Model) appendPredictions(b []byte, preds []prediction, withIndex bool) []byte {
+	b = append(b, '[')
 	for i, p := range preds {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"label":`...)
-		b = strconv.AppendQuote(b, m.label(p.index))
+		b = append(b, '{')
+		if withIndex {
+			b = append(b, `"index":`...)
+			b = strconv.AppendInt(b, int64(p.index), 10)
+			b = append(b, ',')
+		}
+		b = append(b, `"label":`...)
+		b = kserve.AppendString(b, m.label(p.index))
 		b = append(b, `,"probability":`...)
 		b = strconv.AppendFloat(b, float64(p.prob), 'g', 6, 32)
 		b = append(b, '}')
 	}
-	b = append(b, ']')
-	ctx.SetContentType("application/json")
-	ctx.Response.SetBodyRaw(b)
+	return append(b, ']')
 }
 
 type prediction struct {

@@ -126,19 +126,13 @@ func (s *Server) modelList() string {
 // a body over the limit, a malformed request, a read timeout.
 func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.Header.Set("X-Inferd-Replica", s.replica)
-	var tooLarge bool
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		tooLarge = true
-	}
+	var te interface{ Timeout() bool }
 	switch {
-	case tooLarge:
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, errorf(http.StatusRequestEntityTooLarge, "request body exceeds server.max_body_bytes (%d bytes)", s.cfg.Server.MaxBodyBytes))
+	case errors.As(err, &te) && te.Timeout():
+		writeError(ctx, errorf(http.StatusRequestTimeout, "request not read within server.read_timeout (%s)", s.cfg.Server.ReadTimeout))
 	default:
-		var te interface{ Timeout() bool }
-		if errors.As(err, &te) && te.Timeout() {
-			writeError(ctx, errorf(http.StatusRequestTimeout, "request not read within server.read_timeout (%s)", s.cfg.Server.ReadTimeout))
-			return
-		}
 		writeError(ctx, errorf(http.StatusBadRequest, "malformed http request: %v", err))
 	}
 	s.stats.observe("", epOther, ctx.Response.StatusCode(), 0)
