@@ -10,25 +10,13 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/inferd/inferd/kserve"
 )
 
 // probeTimeout bounds the metadata and /metrics requests made around a run,
 // so an unreachable or hung target fails within seconds.
 const probeTimeout = 5 * time.Second
-
-// tensorMeta is one input or output of a model's KServe v2 metadata.
-type tensorMeta struct {
-	Name     string  `json:"name"`
-	Datatype string  `json:"datatype"`
-	Shape    []int64 `json:"shape"`
-}
-
-// modelMeta is GET /v2/models/M.
-type modelMeta struct {
-	Name    string       `json:"name"`
-	Inputs  []tensorMeta `json:"inputs"`
-	Outputs []tensorMeta `json:"outputs"`
-}
 
 // probeClient is used for the requests around a run, not for the load.
 var probeClient = &http.Client{Timeout: probeTimeout}
@@ -81,7 +69,7 @@ func (e *statusError) Error() string {
 
 // fetchMetadata reads the model's metadata, naming the model when the
 // server does not have it.
-func fetchMetadata(ctx context.Context, base, model string) (*modelMeta, error) {
+func fetchMetadata(ctx context.Context, base, model string) (*kserve.ModelMetadata, error) {
 	body, err := get(ctx, base, "/v2/models/"+url.PathEscape(model))
 	if err != nil {
 		var se *statusError
@@ -90,7 +78,7 @@ func fetchMetadata(ctx context.Context, base, model string) (*modelMeta, error) 
 		}
 		return nil, fmt.Errorf("model %q metadata: %w", model, err)
 	}
-	var md modelMeta
+	var md kserve.ModelMetadata
 	if err := json.Unmarshal(body, &md); err != nil {
 		return nil, fmt.Errorf("model %q metadata from %s: %w", model, base, err)
 	}
@@ -100,15 +88,9 @@ func fetchMetadata(ctx context.Context, base, model string) (*modelMeta, error) 
 	return &md, nil
 }
 
-// elemSizes are the byte sizes of the KServe v2 datatypes.
-var elemSizes = map[string]int{
-	"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2,
-	"UINT32": 4, "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8,
-}
-
 // rowShape is the shape of one row of t: its shape less the batch
 // dimension, which must be the only dynamic one.
-func (t tensorMeta) rowShape() ([]int64, error) {
+func rowShape(t kserve.TensorMetadata) ([]int64, error) {
 	if len(t.Shape) == 0 {
 		return nil, fmt.Errorf("input %q has no dimensions", t.Name)
 	}
@@ -121,12 +103,12 @@ func (t tensorMeta) rowShape() ([]int64, error) {
 }
 
 // rowBytes is the byte size of one row of t.
-func (t tensorMeta) rowBytes() (int, error) {
-	shape, err := t.rowShape()
+func rowBytes(t kserve.TensorMetadata) (int, error) {
+	shape, err := rowShape(t)
 	if err != nil {
 		return 0, err
 	}
-	size, ok := elemSizes[t.Datatype]
+	size, ok := kserve.DatatypeSize(t.Datatype)
 	if !ok {
 		return 0, fmt.Errorf("input %q datatype %q is not supported", t.Name, t.Datatype)
 	}

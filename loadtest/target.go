@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/inferd/inferd/kserve"
 )
 
 // plan is a prepared load: the requests to send, checked against the
@@ -32,7 +34,7 @@ func prepare(ctx context.Context, cfg Config) (*plan, error) {
 	}
 	base := strings.TrimSuffix(cfg.URL, "/")
 	p := &plan{cfg: cfg}
-	var md *modelMeta
+	var md *kserve.ModelMetadata
 	if cfg.Endpoint == Recognize {
 		// /recognize serves the default model; check the server answers.
 		if _, err := get(ctx, base, "/v2/health/live"); err != nil {

@@ -7,15 +7,17 @@ import (
 	"math"
 	"os"
 	"strconv"
+
+	"github.com/inferd/inferd/kserve"
 )
 
 // tensorRows returns one row of every input, from the raw file path
 // (every input's row in metadata order, little-endian) or generated.
-func tensorRows(md *modelMeta, path string) ([][]byte, error) {
+func tensorRows(md *kserve.ModelMetadata, path string) ([][]byte, error) {
 	sizes := make([]int, len(md.Inputs))
 	total := 0
 	for i, in := range md.Inputs {
-		n, err := in.rowBytes()
+		n, err := rowBytes(in)
 		if err != nil {
 			return nil, err
 		}
@@ -41,13 +43,13 @@ func tensorRows(md *modelMeta, path string) ([][]byte, error) {
 	return rows, nil
 }
 
-func describeInputs(ins []tensorMeta) string {
+func describeInputs(ins []kserve.TensorMetadata) string {
 	s := ""
 	for i, in := range ins {
 		if i > 0 {
 			s += ", "
 		}
-		shape, _ := in.rowShape()
+		shape, _ := rowShape(in)
 		s += fmt.Sprintf("%q %s %v", in.Name, in.Datatype, shape)
 	}
 	return s
@@ -55,13 +57,13 @@ func describeInputs(ins []tensorMeta) string {
 
 // generateTensor fills every input with deterministic values: floats in
 // [-2, 2) (a normalised image's range), integers in [0, 128).
-func generateTensor(ins []tensorMeta, total int) []byte {
+func generateTensor(ins []kserve.TensorMetadata, total int) []byte {
 	data := make([]byte, 0, total)
 	seed := uint32(7)
 	next := func() uint32 { seed = seed*1664525 + 1013904223; return seed >> 8 }
 	for _, in := range ins {
-		n, _ := in.rowBytes()
-		size := elemSizes[in.Datatype]
+		n, _ := rowBytes(in)
+		size, _ := kserve.DatatypeSize(in.Datatype)
 		for range n / size {
 			r := next()
 			switch in.Datatype {
@@ -86,7 +88,7 @@ func generateTensor(ins []tensorMeta, total int) []byte {
 }
 
 // inferJSONBody returns a KServe v2 JSON request body carrying rows.
-func inferJSONBody(md *modelMeta, rows [][]byte) ([]byte, error) {
+func inferJSONBody(md *kserve.ModelMetadata, rows [][]byte) ([]byte, error) {
 	b := []byte(`{"inputs":[`)
 	for i, in := range md.Inputs {
 		if i > 0 {
@@ -107,7 +109,7 @@ func inferJSONBody(md *modelMeta, rows [][]byte) ([]byte, error) {
 // inferBinaryBody returns a binary tensor extension body: a JSON header
 // asking for binary outputs, then every input's bytes; and the header's
 // length.
-func inferBinaryBody(md *modelMeta, rows [][]byte) ([]byte, int) {
+func inferBinaryBody(md *kserve.ModelMetadata, rows [][]byte) ([]byte, int) {
 	b := []byte(`{"inputs":[`)
 	for i, in := range md.Inputs {
 		if i > 0 {
@@ -136,14 +138,14 @@ func inferBinaryBody(md *modelMeta, rows [][]byte) ([]byte, int) {
 	return b, hlen
 }
 
-func appendTensorHeader(b []byte, in tensorMeta) []byte {
+func appendTensorHeader(b []byte, in kserve.TensorMetadata) []byte {
 	name, _ := json.Marshal(in.Name)
 	b = append(b, `{"name":`...)
 	b = append(b, name...)
 	b = append(b, `,"datatype":"`...)
 	b = append(b, in.Datatype...)
 	b = append(b, `","shape":[1`...)
-	shape, _ := in.rowShape()
+	shape, _ := rowShape(in)
 	for _, d := range shape {
 		b = append(b, ',')
 		b = strconv.AppendInt(b, d, 10)
@@ -153,7 +155,7 @@ func appendTensorHeader(b []byte, in tensorMeta) []byte {
 
 // appendValues appends row's elements as JSON numbers (booleans for BOOL).
 func appendValues(b []byte, dt string, row []byte) ([]byte, error) {
-	size := elemSizes[dt]
+	size, _ := kserve.DatatypeSize(dt)
 	le := binary.LittleEndian
 	for i := 0; i+size <= len(row); i += size {
 		if i > 0 {
