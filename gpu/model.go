@@ -13,7 +13,6 @@ package gpu
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -491,6 +490,3 @@ func (l *Lease) Release() {
 	l.b = nil
 	l.m.free <- l.inst
 }
-
-// Logger returns the model's logger.
-func (m *Model) Logger() *slog.Logger { return m.opts.Logger }

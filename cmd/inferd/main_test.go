@@ -139,7 +139,13 @@ models:
 			}
 		})
 	}
-	time.Sleep(500 * time.Millisecond) // steady load before the signal
+	// Steady load first: at least 32 requests answered before the signal.
+	for wait := time.Now().Add(30 * time.Second); before.Load() < 32; {
+		if time.Now().After(wait) {
+			t.Fatalf("only %d requests answered in 30s", before.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	signalled.Store(time.Now().UnixNano())
 	cmd.Process.Signal(syscall.SIGTERM)
 	err := cmd.Wait()
