@@ -71,3 +71,17 @@ func newMetrics(set *metrics.Set, model string, maxBatch int) *batcherMetrics {
 func escapeLabel(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
 }
+
+// Help describes each metric family the batcher creates, for the HELP
+// lines of a Prometheus exposition (VictoriaMetrics/metrics has no help
+// text of its own).
+var Help = map[string]string{
+	"inferd_batcher_queue_depth":              "Requests waiting in the model's batcher queue.",
+	"inferd_batcher_queue_wait_seconds":       "Time a request waited in the queue before its batch started, in seconds.",
+	"inferd_batcher_batch_size":               "Rows per batch run (before padding to a bucket).",
+	"inferd_batcher_batch_padding_rows_total": "Padding rows added to reach a batch-size bucket.",
+	"inferd_batcher_batches_total":            "Batches run.",
+	"inferd_batcher_batches_in_flight":        "Batches running on the device now.",
+	"inferd_batcher_run_seconds":              "Compute time of one batch on the device, copies included, in seconds.",
+	"inferd_batcher_requests_rejected_total":  "Requests rejected by the batcher, by reason.",
+}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/inferd/inferd/batcher"
 )
 
 // serverMetrics are the front end's own metrics; the batcher's (queue
@@ -57,30 +59,24 @@ func (m *serverMetrics) observe(model, endpoint string, code int, d time.Duratio
 	rm.duration.Update(d.Seconds())
 }
 
-// help describes each metric family; WritePrometheus emits "# HELP name"
-// lines (metrics.ExposeMetadata) and serveMetrics fills in the text.
+// help describes the server's metric families; WritePrometheus emits
+// "# HELP name" lines (metrics.ExposeMetadata) and serveMetrics fills in
+// the text from here or from the package that owns the family
+// (batcher.Help).
 var help = map[string]string{
-	"inferd_http_requests_total":              "HTTP requests answered, by model, endpoint and status code.",
-	"inferd_http_request_duration_seconds":    "End-to-end HTTP request duration in seconds, by model, endpoint and status code.",
-	"inferd_http_requests_in_flight":          "HTTP requests being handled now.",
-	"inferd_model_info":                       "Served models: device, ONNX Runtime version, max batch and instances (value 1).",
-	"inferd_batcher_queue_depth":              "Requests waiting in the model's batcher queue.",
-	"inferd_batcher_queue_wait_seconds":       "Time a request waited in the queue before its batch started, in seconds.",
-	"inferd_batcher_batch_size":               "Rows per batch run (before padding to a bucket).",
-	"inferd_batcher_batch_padding_rows_total": "Padding rows added to reach a batch-size bucket.",
-	"inferd_batcher_batches_total":            "Batches run.",
-	"inferd_batcher_batches_in_flight":        "Batches running on the device now.",
-	"inferd_batcher_run_seconds":              "Compute time of one batch on the device, copies included, in seconds.",
-	"inferd_batcher_requests_rejected_total":  "Requests rejected by the batcher, by reason.",
-	"go_goroutines":                           "Goroutines that currently exist.",
-	"go_gc_cycles_total":                      "Completed garbage collection cycles.",
-	"go_memstats_heap_alloc_bytes":            "Bytes of allocated heap objects.",
-	"go_memstats_sys_bytes":                   "Bytes of memory obtained from the OS by the Go runtime.",
-	"process_cpu_seconds_total":               "User and system CPU time spent, in seconds.",
-	"process_resident_memory_bytes":           "Resident memory size in bytes (ONNX Runtime's native memory included).",
-	"process_virtual_memory_bytes":            "Virtual memory size in bytes.",
-	"process_start_time_seconds":              "Start time of the process since the Unix epoch, in seconds.",
-	"process_open_fds":                        "Open file descriptors.",
+	"inferd_http_requests_total":           "HTTP requests answered, by model, endpoint and status code.",
+	"inferd_http_request_duration_seconds": "End-to-end HTTP request duration in seconds, by model, endpoint and status code.",
+	"inferd_http_requests_in_flight":       "HTTP requests being handled now.",
+	"inferd_model_info":                    "Served models: device, ONNX Runtime version, max batch and instances (value 1).",
+	"go_goroutines":                        "Goroutines that currently exist.",
+	"go_gc_cycles_total":                   "Completed garbage collection cycles.",
+	"go_memstats_heap_alloc_bytes":         "Bytes of allocated heap objects.",
+	"go_memstats_sys_bytes":                "Bytes of memory obtained from the OS by the Go runtime.",
+	"process_cpu_seconds_total":            "User and system CPU time spent, in seconds.",
+	"process_resident_memory_bytes":        "Resident memory size in bytes (ONNX Runtime's native memory included).",
+	"process_virtual_memory_bytes":         "Virtual memory size in bytes.",
+	"process_start_time_seconds":           "Start time of the process since the Unix epoch, in seconds.",
+	"process_open_fds":                     "Open file descriptors.",
 }
 
 // serveMetrics serves GET /metrics: the server's set plus Go and process
@@ -96,6 +92,9 @@ func (s *Server) serveMetrics(ctx *fasthttp.RequestCtx) {
 		b = rest
 		if name, ok := bytes.CutPrefix(line, []byte("# HELP ")); ok && bytes.IndexByte(name, ' ') < 0 {
 			text := help[string(name)]
+			if text == "" {
+				text = batcher.Help[string(name)]
+			}
 			if text == "" {
 				text = "Go runtime or process metric " + string(name) + "."
 			}
