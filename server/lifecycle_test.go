@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -10,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/inferd/inferd/config"
 )
@@ -191,5 +195,52 @@ func TestDrainHookRunsWhenNotReady(t *testing.T) {
 	}
 	if ran.Load() != 1 || readyInHook.Load() {
 		t.Errorf("hook ran %d times, saw ready=%v; want once, not ready", ran.Load(), readyInHook.Load())
+	}
+}
+
+// Models load while the server already listens (cmd/inferd does this so
+// liveness answers at once): requests meanwhile get 503 or 404, never a
+// race, and readiness turns 200 when loading is done.
+func TestRequestsWhileModelsLoad(t *testing.T) {
+	needLibrary(t)
+	s := New(tinyConfig(nil), nil, quiet)
+	ln := fasthttputil.NewInmemoryListener()
+	go s.Serve(ln)
+	defer func() {
+		ctx, cancel := contextWithTimeout(10 * time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	}()
+	ts := &testServer{Server: s, dial: ln.Dial, client: &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}}
+	if r := ts.do(t, "GET", "/v2/health/ready", "", nil); r.code != 503 {
+		t.Fatalf("ready before loading: %d", r.code)
+	}
+	loaded := make(chan error, 1)
+	go func() { loaded <- s.LoadModels() }()
+	img := pngImage(t, 32, 32, 1)
+	ct, body := multipartImage(t, "image", img)
+	for done := false; !done; {
+		select {
+		case err := <-loaded:
+			if err != nil {
+				t.Fatal(err)
+			}
+			done = true
+		default:
+		}
+		for _, r := range []response{
+			ts.do(t, "POST", "/recognize", ct, body),
+			ts.do(t, "GET", "/v2/models/tiny", "", nil),
+		} {
+			if r.code != 200 && r.code != 503 && r.code != 404 {
+				t.Fatalf("while loading: %d %s", r.code, r.body)
+			}
+		}
+	}
+	if r := ts.do(t, "GET", "/v2/health/ready", "", nil); r.code != 200 {
+		t.Fatalf("ready after loading: %d", r.code)
+	}
+	if r := ts.do(t, "POST", "/recognize", ct, body); r.code != 200 {
+		t.Fatalf("recognize after loading: %d %s", r.code, r.body)
 	}
 }

@@ -55,8 +55,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 		return "", s.only(ctx, "GET", epHealth, s.serverReady)
 	case "/recognize":
 		name := ""
-		if len(s.order) > 0 {
-			name = s.order[0]
+		if ms := s.Models(); len(ms) > 0 {
+			name = ms[0].Name
 		}
 		return name, s.only(ctx, "POST", epRecog, func(ctx *fasthttp.RequestCtx) { s.recognize(ctx, name) })
 	}
@@ -110,11 +110,11 @@ func (s *Server) only(ctx *fasthttp.RequestCtx, method, endpoint string, h fasth
 
 func (s *Server) modelList() string {
 	b := []byte{}
-	for i, n := range s.order {
+	for i, m := range s.Models() {
 		if i > 0 {
 			b = append(b, ", "...)
 		}
-		b = strconv.AppendQuote(b, n)
+		b = strconv.AppendQuote(b, m.Name)
 	}
 	if len(b) == 0 {
 		return "no models loaded"

@@ -33,8 +33,8 @@ type Server struct {
 	http    *fasthttp.Server
 	replica string
 
-	models   atomic.Pointer[map[string]*Model]
-	order    []string // model names in config order; the first is the default
+	models   atomic.Pointer[modelSet] // replaced whole by AddModel
+	addMu    sync.Mutex               // serialises AddModel
 	draining atomic.Bool
 	stats    *serverMetrics
 
@@ -61,8 +61,7 @@ func New(cfg *config.Config, set *metrics.Set, log *slog.Logger) *Server {
 		host, _ := os.Hostname()
 		s.replica = host + cfg.Listen
 	}
-	empty := map[string]*Model{}
-	s.models.Store(&empty)
+	s.models.Store(&modelSet{byName: map[string]*Model{}})
 	s.stats = newServerMetrics(set)
 	s.http = &fasthttp.Server{
 		Handler:               s.handle,
@@ -99,30 +98,32 @@ func (s *Server) LoadModels() error {
 	return nil
 }
 
+// modelSet is the served models, swapped whole so handlers read it without
+// a lock while models load behind a listening server.
+type modelSet struct {
+	byName map[string]*Model
+	order  []*Model // in the order added; the first is the default
+}
+
 // AddModel serves m. The first model added is the default for /recognize.
+// It is safe to call while the server serves.
 func (s *Server) AddModel(m *Model) {
-	old := *s.models.Load()
-	next := make(map[string]*Model, len(old)+1)
-	for k, v := range old {
-		next[k] = v
+	s.addMu.Lock()
+	defer s.addMu.Unlock()
+	old := s.models.Load()
+	next := &modelSet{byName: make(map[string]*Model, len(old.byName)+1), order: append(old.order[:len(old.order):len(old.order)], m)}
+	for k, v := range old.byName {
+		next.byName[k] = v
 	}
-	next[m.Name] = m
-	s.order = append(s.order, m.Name)
-	s.models.Store(&next)
+	next.byName[m.Name] = m
+	s.models.Store(next)
 }
 
-func (s *Server) model(name string) *Model { return (*s.models.Load())[name] }
+func (s *Server) model(name string) *Model { return s.models.Load().byName[name] }
 
-// Models returns the loaded models in config order.
-func (s *Server) Models() []*Model {
-	out := make([]*Model, 0, len(s.order))
-	for _, n := range s.order {
-		if m := s.model(n); m != nil {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+// Models returns the loaded models in the order they were added (config
+// order).
+func (s *Server) Models() []*Model { return s.models.Load().order }
 
 // Replica returns the name sent in the X-Inferd-Replica header.
 func (s *Server) Replica() string { return s.replica }
@@ -139,7 +140,7 @@ func (s *Server) Ready() bool {
 	if s.draining.Load() {
 		return false
 	}
-	ms := *s.models.Load()
+	ms := s.models.Load().order
 	if len(ms) < len(s.cfg.Models) {
 		return false
 	}
@@ -202,12 +203,12 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	step("http", start)
 
-	for _, name := range s.order {
+	for _, m := range s.Models() {
 		start = time.Now()
-		if err := s.model(name).Close(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("model %s: %w", name, err))
+		if err := m.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("model %s: %w", m.Name, err))
 		}
-		step("model "+name, start)
+		step("model "+m.Name, start)
 	}
 	return errors.Join(errs...)
 }
