@@ -38,6 +38,7 @@ vet:
 
 ## test: setup, then the whole suite (real ONNX Runtime, real services)
 test: GPU = 1
+test: export INFERD_REQUIRE_TOOLS = 1
 test: setup vet
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race $(RACE_PKGS)

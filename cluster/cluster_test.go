@@ -11,22 +11,23 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/inferd/inferd/internal/testbed"
 )
 
 // cluster is a running local cluster.
 type cluster struct {
-	t         *testing.T
-	dir       string
-	inferd    string
-	consulBin string
-	promBin   string
+	t       *testing.T
+	dir     string
+	inferd  string
+	promBin string
 
-	consulHTTP, consulDNS, serfLAN, serfWAN, consulServer int
-	hapPort, hapStats, promPort                           int
+	hapPort, hapStats, promPort int
 
-	consul, haproxy, prom *proc
-	replicas              []*replica
-	figures               []string
+	consul        *testbed.Consul
+	haproxy, prom *testbed.Proc
+	replicas      []*replica
+	figures       []string
 }
 
 // replica is one inferd process and its fixed port and name.
@@ -34,7 +35,7 @@ type replica struct {
 	name string
 	port int
 	cfg  string
-	proc *proc
+	proc *testbed.Proc
 }
 
 func (c *cluster) figure(format string, args ...any) {
@@ -49,12 +50,11 @@ func newCluster(t *testing.T) *cluster {
 	}
 	ort := ortLib(t)
 	c := &cluster{
-		t:         t,
-		dir:       t.TempDir(),
-		consulBin: tool(t, "INFERD_CONSUL", "consul-"+consulVersion, "consul", true),
-		promBin:   tool(t, "INFERD_PROMETHEUS", "prometheus-"+prometheusVersion, "prometheus", false),
+		t:       t,
+		dir:     t.TempDir(),
+		promBin: testbed.Tool(t, "INFERD_PROMETHEUS", "prometheus-"+testbed.PrometheusVersion, "prometheus", false),
 	}
-	haproxy := tool(t, "INFERD_HAPROXY", "", "haproxy", true)
+	haproxy := testbed.Tool(t, "INFERD_HAPROXY", "", "haproxy", true)
 
 	c.inferd = filepath.Join(c.dir, "inferd")
 	build := exec.Command("go", "build", "-o", c.inferd, "./cmd/inferd")
@@ -64,15 +64,14 @@ func newCluster(t *testing.T) *cluster {
 	}
 	t.Cleanup(func() { c.down() })
 
-	c.consulHTTP, c.consulDNS = freePorts.get(t, false), freePorts.get(t, true)
-	c.serfLAN, c.serfWAN, c.consulServer = freePorts.get(t, true), freePorts.get(t, true), freePorts.get(t, false)
-	c.hapPort, c.hapStats, c.promPort = freePorts.get(t, false), freePorts.get(t, false), freePorts.get(t, false)
+	c.consul = testbed.NewConsul(t)
+	c.hapPort, c.hapStats, c.promPort = testbed.FreePort(t, false), testbed.FreePort(t, false), testbed.FreePort(t, false)
 
-	c.startConsul()
+	c.consul.Start()
 
 	models := filepath.Join(c.dir, "models")
 	for i := range 3 {
-		r := &replica{name: fmt.Sprintf("replica-%d", i+1), port: freePorts.get(t, false)}
+		r := &replica{name: fmt.Sprintf("replica-%d", i+1), port: testbed.FreePort(t, false)}
 		r.cfg = filepath.Join(c.dir, r.name+".yaml")
 		yaml := fmt.Sprintf(`listen: "127.0.0.1:%d"
 runtime: {library: %q, model_dir: %q}
@@ -92,7 +91,7 @@ register:
   tags: [tiny, cpu]
   check_interval: 1s
   sync_interval: 1s
-`, r.port, ort, models, r.name, c.consulHTTP)
+`, r.port, ort, models, r.name, c.consul.HTTP)
 		if err := os.WriteFile(r.cfg, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -103,17 +102,17 @@ register:
 	hapEnv := []string{
 		"HAPROXY_PORT=" + strconv.Itoa(c.hapPort),
 		"HAPROXY_STATS_PORT=" + strconv.Itoa(c.hapStats),
-		"CONSUL_DNS_PORT=" + strconv.Itoa(c.consulDNS),
+		"CONSUL_DNS_PORT=" + strconv.Itoa(c.consul.DNS),
 		"HAPROXY_RUN_DIR=" + c.dir,
 	}
-	c.haproxy = startProc(t, c.dir, "haproxy", hapEnv, haproxy, "-db", "-f", filepath.Join(repoRoot, "configs", "haproxy.cfg"))
+	c.haproxy = testbed.Start(t, c.dir, "haproxy", hapEnv, haproxy, "-db", "-f", filepath.Join(repoRoot, "configs", "haproxy.cfg"))
 	c.mustReach("haproxy", c.haproxy, 10*time.Second, c.stats("/stats"))
 
 	promCfg := filepath.Join(c.dir, "prometheus.yml")
-	if err := os.WriteFile(promCfg, []byte(renderPrometheus(t, c.consulHTTP, c.hapStats, "1s")), 0o644); err != nil {
+	if err := os.WriteFile(promCfg, []byte(renderPrometheus(t, c.consul.HTTP, c.hapStats, "1s")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c.prom = startProc(t, c.dir, "prometheus", nil, c.promBin,
+	c.prom = testbed.Start(t, c.dir, "prometheus", nil, c.promBin,
 		"--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(c.dir, "tsdb"),
 		"--web.listen-address="+c.promAddr(), "--log.level=warn")
 	c.mustReach("prometheus", c.prom, 30*time.Second, "http://"+c.promAddr()+"/-/ready")
@@ -146,41 +145,26 @@ func (c *cluster) stats(path string) string {
 	return "http://127.0.0.1:" + strconv.Itoa(c.hapStats) + path
 }
 func (c *cluster) consulURL(path string) string {
-	return "http://127.0.0.1:" + strconv.Itoa(c.consulHTTP) + path
+	return c.consul.URL(path)
 }
 func (c *cluster) hapSock() string { return filepath.Join(c.dir, "haproxy.sock") }
 
 // mustReach waits for url to answer 200, failing with p's log otherwise.
-func (c *cluster) mustReach(name string, p *proc, d time.Duration, url string) time.Duration {
+func (c *cluster) mustReach(name string, p *testbed.Proc, d time.Duration, url string) time.Duration {
 	c.t.Helper()
-	took, ok := waitFor(d, func() bool { return p.running() && httpOK(url) })
+	took, ok := testbed.WaitFor(d, func() bool { return p.Running() && httpOK(url) })
 	if !ok {
-		c.t.Fatalf("%s not answering %s within %s (running %v):\n%s", name, url, d, p.running(), p.tail(30))
+		c.t.Fatalf("%s not answering %s within %s (running %v):\n%s", name, url, d, p.Running(), p.Tail(30))
 	}
 	return took
 }
 
-func (c *cluster) startConsul() {
-	c.consul = startProc(c.t, c.dir, "consul", nil, c.consulBin, "agent", "-dev",
-		"-config-file", filepath.Join(repoRoot, "configs", "consul-dev.hcl"),
-		"-http-port", strconv.Itoa(c.consulHTTP), "-dns-port", strconv.Itoa(c.consulDNS),
-		"-serf-lan-port", strconv.Itoa(c.serfLAN), "-serf-wan-port", strconv.Itoa(c.serfWAN),
-		"-server-port", strconv.Itoa(c.consulServer), "-grpc-port", "-1", "-grpc-tls-port", "-1")
-	took, ok := waitFor(30*time.Second, func() bool {
-		var leader string
-		return c.consul.running() && getJSON(c.consulURL("/v1/status/leader"), &leader) == nil && leader != ""
-	})
-	if !ok {
-		c.t.Fatalf("consul has no leader after %s:\n%s", took, c.consul.tail(30))
-	}
-}
-
 func (c *cluster) startReplica(r *replica) {
-	r.proc = startProc(c.t, c.dir, r.name, nil, c.inferd, "-config", r.cfg)
+	r.proc = testbed.Start(c.t, c.dir, r.name, nil, c.inferd, "-config", r.cfg)
 }
 
 func (c *cluster) replicaReady(r *replica) bool {
-	return r.proc.running() && httpOK(fmt.Sprintf("http://127.0.0.1:%d/v2/health/ready", r.port))
+	return r.proc.Running() && httpOK(fmt.Sprintf("http://127.0.0.1:%d/v2/health/ready", r.port))
 }
 
 // passing returns the IDs of the inferd instances whose checks pass.
@@ -224,25 +208,29 @@ func (c *cluster) server(port int) (hapServer, bool) {
 func (c *cluster) down() {
 	for _, r := range c.replicas {
 		if r.proc != nil {
-			r.proc.stop(syscall.SIGTERM, 10*time.Second)
+			r.proc.Stop(syscall.SIGTERM, 10*time.Second)
 		}
 	}
-	for _, p := range []*proc{c.prom, c.haproxy, c.consul} {
+	var consul *testbed.Proc
+	if c.consul != nil {
+		consul = c.consul.Proc
+	}
+	for _, p := range []*testbed.Proc{c.prom, c.haproxy, consul} {
 		if p != nil {
-			p.stop(syscall.SIGTERM, 10*time.Second)
+			p.Stop(syscall.SIGTERM, 10*time.Second)
 		}
 	}
 	if c.t.Failed() {
-		for _, p := range append([]*proc{c.consul, c.haproxy, c.prom}, c.procs()...) {
+		for _, p := range append([]*testbed.Proc{consul, c.haproxy, c.prom}, c.procs()...) {
 			if p != nil {
-				c.t.Logf("--- %s log (tail):\n%s", p.name, p.tail(25))
+				c.t.Logf("--- %s log (tail):\n%s", p.Name, p.Tail(25))
 			}
 		}
 	}
 }
 
-func (c *cluster) procs() []*proc {
-	var ps []*proc
+func (c *cluster) procs() []*testbed.Proc {
+	var ps []*testbed.Proc
 	for _, r := range c.replicas {
 		ps = append(ps, r.proc)
 	}
@@ -262,7 +250,7 @@ func TestCluster(t *testing.T) {
 		for _, r := range c.replicas {
 			c.startReplica(r)
 		}
-		took, ok := waitFor(60*time.Second, func() bool {
+		took, ok := testbed.WaitFor(60*time.Second, func() bool {
 			for _, r := range c.replicas {
 				if !c.replicaReady(r) {
 					return false
@@ -275,14 +263,14 @@ func TestCluster(t *testing.T) {
 		}
 		ready := time.Now()
 		c.figure("3 replicas started and ready in %s", ready.Sub(start).Round(time.Millisecond))
-		took, ok = waitFor(10*time.Second, func() bool { return len(c.passing()) == 3 })
+		took, ok = testbed.WaitFor(10*time.Second, func() bool { return len(c.passing()) == 3 })
 		if !ok {
 			t.Fatalf("consul has %v passing after %s, want 3", c.passing(), took)
 		}
 		c.figure("all 3 registered and passing in Consul %s after ready", took.Round(time.Millisecond))
 
 		seen := map[string]bool{}
-		took, _ = waitFor(5*time.Second, func() bool {
+		took, _ = testbed.WaitFor(5*time.Second, func() bool {
 			g := startLoad(classify, body)
 			time.Sleep(100 * time.Millisecond) // one short burst per poll
 			g.stop()
@@ -309,7 +297,7 @@ func TestCluster(t *testing.T) {
 			}
 		}
 		g := startLoad(classify, body)
-		took, ok := waitFor(30*time.Second, func() bool {
+		took, ok := testbed.WaitFor(30*time.Second, func() bool {
 			v, err := c.promQuery(`count(up{job="inferd"} == 1)`)
 			return err == nil && len(v) == 1 && v[0].Value == "3"
 		})
@@ -327,7 +315,7 @@ func TestCluster(t *testing.T) {
 		}
 		// Rates need two samples of everything in their window.
 		var empty []string
-		_, ok = waitFor(20*time.Second, func() bool {
+		_, ok = testbed.WaitFor(20*time.Second, func() bool {
 			empty = c.emptyPanels(t)
 			return len(empty) == 0
 		})
@@ -348,15 +336,15 @@ func TestCluster(t *testing.T) {
 		retries0, redisp0 := hapRetries(c.hapSock(), "inferd")
 		okBefore := g.ok.Load()
 		killed := time.Now()
-		victim.proc.cmd.Process.Kill()
-		took, ok := waitFor(10*time.Second, func() bool { return !c.hapUp(victim.port) })
+		victim.proc.Signal(syscall.SIGKILL)
+		took, ok := testbed.WaitFor(10*time.Second, func() bool { return !c.hapUp(victim.port) })
 		if !ok {
 			t.Errorf("HAProxy still has %s up %s after kill -9", victim.name, took)
 		}
 		markDown := time.Since(killed)
 		time.Sleep(time.Until(killed.Add(15 * time.Second))) // 20s of load in all
 		g.stop()
-		<-victim.proc.done
+		victim.proc.Wait()
 		retries, redisp := hapRetries(c.hapSock(), "inferd")
 		c.figure("kill -9 of %s under load: %d failed of %d (%d in flight on it in HAProxy just before; HAProxy retried %d, redispatched %d); HAProxy marked it down after %s; load %s",
 			victim.name, g.failed.Load(), g.ok.Load()+g.failed.Load(), before.sessionsCurr,
@@ -371,9 +359,9 @@ func TestCluster(t *testing.T) {
 		// Back for the next tests: same port, same Consul ID.
 		restarted := time.Now()
 		c.startReplica(victim)
-		took, ok = waitFor(20*time.Second, func() bool { return c.hapUp(victim.port) })
+		took, ok = testbed.WaitFor(20*time.Second, func() bool { return c.hapUp(victim.port) })
 		if !ok {
-			t.Fatalf("%s not back in HAProxy after %s:\n%s", victim.name, took, victim.proc.tail(20))
+			t.Fatalf("%s not back in HAProxy after %s:\n%s", victim.name, took, victim.proc.Tail(20))
 		}
 		c.figure("restarted %s back up in HAProxy %s after start", victim.name, time.Since(restarted).Round(time.Millisecond))
 	})
@@ -386,13 +374,13 @@ func TestCluster(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		for _, r := range c.replicas {
 			start := time.Now()
-			r.proc.stop(syscall.SIGTERM, 30*time.Second)
+			r.proc.Stop(syscall.SIGTERM, 30*time.Second)
 			stopped := time.Since(start)
 			c.startReplica(r)
-			took, ok := waitFor(20*time.Second, func() bool { return c.hapUp(r.port) })
+			took, ok := testbed.WaitFor(20*time.Second, func() bool { return c.hapUp(r.port) })
 			if !ok {
 				g.stop()
-				t.Fatalf("%s not back in HAProxy after %s:\n%s", r.name, took, r.proc.tail(20))
+				t.Fatalf("%s not back in HAProxy after %s:\n%s", r.name, took, r.proc.Tail(20))
 			}
 			c.figure("rolling restart of %s: SIGTERM to exit %s, start to up in HAProxy %s",
 				r.name, stopped.Round(time.Millisecond), took.Round(time.Millisecond))
@@ -411,14 +399,14 @@ func TestCluster(t *testing.T) {
 	t.Run("consul-outage", func(t *testing.T) {
 		g := startLoad(classify, body)
 		time.Sleep(2 * time.Second)
-		c.consul.stop(syscall.SIGTERM, 10*time.Second)
+		c.consul.Stop()
 		down := time.Now()
 		okAtStop := g.ok.Load()
 		time.Sleep(10 * time.Second) // the outage itself
 		servedDuring := g.ok.Load() - okAtStop
-		c.startConsul()
+		c.consul.Start()
 		restarted := time.Now()
-		took, ok := waitFor(30*time.Second, func() bool { return len(c.passing()) == 3 })
+		took, ok := testbed.WaitFor(30*time.Second, func() bool { return len(c.passing()) == 3 })
 		if !ok {
 			t.Errorf("after the consul restart %v pass, want 3 (after %s)", c.passing(), took)
 		}
@@ -433,12 +421,12 @@ func TestCluster(t *testing.T) {
 			t.Errorf("%d requests failed around the consul outage: %v", g.failed.Load(), g.errs)
 		}
 		for _, r := range c.replicas {
-			if n := strings.Count(readFile(r.proc.log), "consul unreachable"); n > 1 {
+			if n := strings.Count(readFile(r.proc.Log), "consul unreachable"); n > 1 {
 				t.Errorf("%s warned %d times about consul, want once per outage", r.name, n)
 			}
 		}
 		// HAProxy still has every replica.
-		if _, ok := waitFor(10*time.Second, func() bool {
+		if _, ok := testbed.WaitFor(10*time.Second, func() bool {
 			for _, r := range c.replicas {
 				if !c.hapUp(r.port) {
 					return false

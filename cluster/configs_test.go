@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/inferd/inferd/internal/testbed"
 )
 
 // run runs a program and fails the test with its output on error.
@@ -26,7 +28,7 @@ func run(t *testing.T, env []string, name string, args ...string) string {
 
 // configs/haproxy.cfg passes `haproxy -c` and has what the cluster relies on.
 func TestHAProxyConfig(t *testing.T) {
-	haproxy := tool(t, "INFERD_HAPROXY", "", "haproxy", true)
+	haproxy := testbed.Tool(t, "INFERD_HAPROXY", "", "haproxy", true)
 	cfg := filepath.Join(repoRoot, "configs", "haproxy.cfg")
 	out := run(t, []string{"HAPROXY_PORT=18080", "HAPROXY_STATS_PORT=18081", "CONSUL_DNS_PORT=18600",
 		"HAPROXY_RUN_DIR=" + t.TempDir()}, haproxy, "-c", "-f", cfg)
@@ -52,7 +54,7 @@ func TestHAProxyConfig(t *testing.T) {
 // cluster. Debian's promtool lacks consul_sd_configs: this wants the one
 // make setup builds.
 func TestPrometheusConfig(t *testing.T) {
-	promtool := tool(t, "INFERD_PROMTOOL", "promtool-"+prometheusVersion, "promtool", false)
+	promtool := testbed.Tool(t, "INFERD_PROMTOOL", "promtool-"+testbed.PrometheusVersion, "promtool", false)
 	run(t, nil, promtool, "check", "config", filepath.Join(repoRoot, "configs", "prometheus.yml"))
 	rendered := filepath.Join(t.TempDir(), "prometheus.yml")
 	if err := os.WriteFile(rendered, []byte(renderPrometheus(t, 28500, 28404, "1s")), 0o644); err != nil {
@@ -64,7 +66,7 @@ func TestPrometheusConfig(t *testing.T) {
 // configs/consul-dev.hcl passes `consul validate` (with the data_dir that
 // -dev would supply).
 func TestConsulConfig(t *testing.T) {
-	consul := tool(t, "INFERD_CONSUL", "consul-"+consulVersion, "consul", true)
+	consul := testbed.ConsulBin(t)
 	dir := t.TempDir()
 	extra := filepath.Join(dir, "dev.hcl")
 	if err := os.WriteFile(extra, []byte(fmt.Sprintf("data_dir = %q\nserver = true\nbootstrap_expect = 1\n", dir)), 0o644); err != nil {
@@ -139,14 +141,8 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("no panel queries %s", want)
 		}
 	}
-	promtool := ""
-	if p := filepath.Join(cacheDir(), "bin", "promtool-"+prometheusVersion); isExec(p) {
-		promtool = p
-	} else if p, err := exec.LookPath("promtool"); err == nil {
-		promtool = p // rules need no service discovery: Debian's will do
-	} else {
-		t.Skip("promtool not found: run make setup")
-	}
+	// Rules need no service discovery: Debian's promtool will do.
+	promtool := testbed.Tool(t, "INFERD_PROMTOOL", "promtool-"+testbed.PrometheusVersion, "promtool", true)
 	f := filepath.Join(t.TempDir(), "rules.yml")
 	if err := os.WriteFile(f, []byte(rules), 0o644); err != nil {
 		t.Fatal(err)

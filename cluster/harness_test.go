@@ -13,60 +13,19 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
-)
 
-// Versions of the programs scripts/setup.sh builds into $INFERD_CACHE/bin.
-const (
-	consulVersion     = "1.14.11"
-	prometheusVersion = "2.55.1"
+	"github.com/inferd/inferd/internal/testbed"
 )
 
 // repoRoot is the checkout, one level up from this package.
 var repoRoot, _ = filepath.Abs("..")
-
-func cacheDir() string {
-	if d := os.Getenv("INFERD_CACHE"); d != "" {
-		return d
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "inferd")
-}
-
-// tool finds a program: $ENV, then $INFERD_CACHE/bin/CACHED, then PATH
-// (PATH only when pathOK). It skips the test naming what is missing.
-func tool(t *testing.T, env, cached, name string, pathOK bool) string {
-	t.Helper()
-	if p := os.Getenv(env); p != "" {
-		return p
-	}
-	if cached != "" {
-		if p := filepath.Join(cacheDir(), "bin", cached); isExec(p) {
-			return p
-		}
-	}
-	if pathOK {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skipf("%s not found ($%s, %s/bin/%s%s): run make setup", name, env, cacheDir(), cached,
-		map[bool]string{true: " or PATH", false: ""}[pathOK])
-	return ""
-}
-
-func isExec(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
 
 func ortLib(t *testing.T) string {
 	t.Helper()
@@ -75,128 +34,9 @@ func ortLib(t *testing.T) string {
 		p = filepath.Join(repoRoot, ".deps", "ort", "libonnxruntime.so.1")
 	}
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("ONNX Runtime library %s missing: run make setup", p)
+		testbed.Missing(t, "ONNX Runtime library %s missing: run make setup", p)
 	}
 	return p
-}
-
-// ports hands out loopback ports free at the time they are chosen, never
-// the same one twice in a run.
-type ports struct {
-	mu   sync.Mutex
-	used map[int]bool
-}
-
-var freePorts = &ports{used: map[int]bool{}}
-
-// get returns a port free for TCP, and for UDP too when udp is set (DNS).
-func (p *ports) get(t *testing.T, udp bool) int {
-	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if p.used[port] {
-			continue
-		}
-		if udp {
-			pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-			if err != nil {
-				continue
-			}
-			pc.Close()
-		}
-		p.used[port] = true
-		return port
-	}
-	t.Fatal("no free port found")
-	return 0
-}
-
-// proc is a program the test started; its output goes to a log file.
-type proc struct {
-	name string
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
-func startProc(t *testing.T, dir, name string, env []string, bin string, args ...string) *proc {
-	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	return p
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends sig and waits up to d, then kills.
-func (p *proc) stop(sig syscall.Signal, d time.Duration) {
-	if !p.running() {
-		return
-	}
-	p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(d):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// tail returns the last n lines of the process's log.
-func (p *proc) tail(n int) string {
-	b, _ := os.ReadFile(p.log)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// waitFor polls cond every 20ms until it holds or d passes; it returns how
-// long that took and whether cond held.
-func waitFor(d time.Duration, cond func() bool) (time.Duration, bool) {
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start), true
-		}
-		if time.Since(start) > d {
-			return time.Since(start), false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 var probe = &http.Client{Timeout: 2 * time.Second}
