@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/inferd/inferd/internal/cputime"
 )
 
 // BenchmarkOverhead measures the batcher's own cost per request with a no-op
@@ -37,7 +39,7 @@ func BenchmarkOverhead(b *testing.B) {
 			var wg sync.WaitGroup
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := cpuTime()
+			cpu0 := cputime.Process()
 			for range g {
 				wg.Go(func() {
 					r := &Request{Rows: 1} // reused, as a pooling caller would
@@ -51,7 +53,7 @@ func BenchmarkOverhead(b *testing.B) {
 			}
 			wg.Wait()
 			b.StopTimer()
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "cpu-ns/op")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 			b.ReportMetric(float64(b.N)/float64(batches.Load()), "rows/batch")
 		})
@@ -87,7 +89,7 @@ func BenchmarkIntake(b *testing.B) {
 		var wg sync.WaitGroup
 		b.ReportAllocs()
 		b.ResetTimer()
-		cpu0 := cpuTime()
+		cpu0 := cputime.Process()
 		for range 256 {
 			wg.Go(func() {
 				it := &item{done: make(chan struct{}, 1)}
@@ -99,7 +101,7 @@ func BenchmarkIntake(b *testing.B) {
 		}
 		wg.Wait()
 		b.StopTimer()
-		b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "cpu-ns/op")
 		close(stop)
 		cw.Wait()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")

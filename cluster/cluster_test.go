@@ -48,7 +48,7 @@ func newCluster(t *testing.T) *cluster {
 	if testing.Short() {
 		t.Skip("cluster test: starts Consul, 3 replicas, HAProxy and Prometheus (skipped under -short)")
 	}
-	ort := ortLib(t)
+	ort := testbed.NeedORT(t)
 	c := &cluster{
 		t:       t,
 		dir:     t.TempDir(),

@@ -12,32 +12,16 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
-
-	"github.com/inferd/inferd/internal/testbed"
 )
 
 // repoRoot is the checkout, one level up from this package.
 var repoRoot, _ = filepath.Abs("..")
-
-func ortLib(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("INFERD_ORT_LIB")
-	if p == "" {
-		p = filepath.Join(repoRoot, ".deps", "ort", "libonnxruntime.so.1")
-	}
-	if _, err := os.Stat(p); err != nil {
-		testbed.Missing(t, "ONNX Runtime library %s missing: run make setup", p)
-	}
-	return p
-}
 
 var probe = &http.Client{Timeout: 2 * time.Second}
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/inferd/inferd/internal/testbed"
 	"github.com/inferd/inferd/model"
 )
 
@@ -23,10 +24,10 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 var modelDir string
 
 func TestMain(m *testing.M) {
-	if os.Getenv(LibraryEnv) == "" {
-		// Without the library every test here would only fail; `make test`
-		// sets it after `make setup`.
-		println("gpu: " + LibraryEnv + " is not set: run the tests with `make test`")
+	if testbed.ORTLibrary() == "" {
+		// Without the library the tests that load it skip (fail under make
+		// test): run make setup.
+		println("gpu: no ONNX Runtime ($" + LibraryEnv + ", .deps/ort): run make setup")
 	}
 	dir, err := os.MkdirTemp("", "inferd-gpu-test")
 	if err != nil {
@@ -40,9 +41,7 @@ func TestMain(m *testing.M) {
 
 func needLibrary(t testing.TB) {
 	t.Helper()
-	if os.Getenv(LibraryEnv) == "" {
-		t.Skip(LibraryEnv + " is not set (run `make setup` then `make test`)")
-	}
+	testbed.NeedORT(t)
 }
 
 func modelPath(t testing.TB, s model.Spec) string {

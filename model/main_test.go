@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/inferd/inferd/internal/testbed"
 )
 
 // ortErr is why ONNX Runtime is unavailable to the tests (nil when it is).
@@ -30,7 +32,7 @@ func runTests(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	modelDir = dir
 
-	lib := os.Getenv("INFERD_ORT_LIB")
+	lib := testbed.ORTLibrary()
 	if lib == "" {
 		ortErr = errORTUnset
 	} else {
@@ -45,15 +47,15 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
-var errORTUnset = fmt.Errorf("INFERD_ORT_LIB is not set (make test sets it to .deps/ort/libonnxruntime.so.1 after make setup)")
+var errORTUnset = fmt.Errorf("no ONNX Runtime ($INFERD_ORT_LIB, .deps/ort): run make setup")
 
-// needORT skips the test when INFERD_ORT_LIB is unset and fails it when ONNX
-// Runtime could not be loaded.
+// needORT skips the test without ONNX Runtime (fails it under make test) and
+// fails it when ONNX Runtime could not be loaded.
 func needORT(t testing.TB) {
 	t.Helper()
 	switch {
 	case ortErr == errORTUnset:
-		t.Skipf("skipping ONNX Runtime test: %v", ortErr)
+		testbed.Missing(t, "skipping ONNX Runtime test: %v", ortErr)
 	case ortErr != nil:
 		t.Fatal(ortErr)
 	}

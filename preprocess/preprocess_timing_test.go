@@ -6,6 +6,8 @@ import (
 	"image/color"
 	"math"
 	"testing"
+
+	"github.com/inferd/inferd/internal/cputime"
 )
 
 // photoLike draws smooth gradients with texture, so the encoders produce
@@ -173,14 +175,14 @@ func imagesPerSecond(b *testing.B, f func() error) {
 	}
 	b.ReportAllocs()
 	n := 0
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		if err := f(); err != nil {
 			b.Fatal(err)
 		}
 		n++
 	}
-	cpu := cpuTime() - cpu0
+	cpu := cputime.Process() - cpu0
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "images/s")
 	if cpu > 0 {
 		// Images per CPU-second: the per-core rate, much steadier than

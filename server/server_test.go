@@ -23,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/internal/testbed"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -42,9 +43,7 @@ func TestMain(m *testing.M) {
 
 func needLibrary(t testing.TB) {
 	t.Helper()
-	if os.Getenv("INFERD_ORT_LIB") == "" {
-		t.Skip("INFERD_ORT_LIB is not set (run `make setup` then `make test`)")
-	}
+	testbed.NeedORT(t)
 }
 
 // testServer is an inferd on an in-memory listener.

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/inferd/inferd/internal/testbed"
 )
 
 // build compiles inferd into a temporary folder.
@@ -45,9 +47,7 @@ func TestCheckConfig(t *testing.T) {
 // SIGTERM under steady load: every request sent before the signal
 // succeeds, the process logs each shutdown step and exits 0.
 func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
-	if os.Getenv("INFERD_ORT_LIB") == "" {
-		t.Skip("INFERD_ORT_LIB is not set (run `make setup` then `make test`)")
-	}
+	testbed.NeedORT(t)
 	if testing.Short() {
 		t.Skip("builds and runs the binary; skipped under -short")
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/internal/testbed"
 	"github.com/inferd/inferd/server"
 )
 
@@ -31,12 +32,10 @@ func modelDir() (string, error) {
 
 // Start serves the tiny model as "tiny" (max_batch 8, cpu) on
 // 127.0.0.1:0 and returns its base URL; the server shuts down when the test
-// ends. It skips the test when INFERD_ORT_LIB is unset.
+// ends. It skips the test without ONNX Runtime (testbed.NeedORT).
 func Start(t testing.TB) string {
 	t.Helper()
-	if os.Getenv("INFERD_ORT_LIB") == "" {
-		t.Skip("INFERD_ORT_LIB is not set (run `make setup` then `make test`)")
-	}
+	testbed.NeedORT(t)
 	cfg, err := config.Parse([]byte(`
 models:
   - name: tiny

@@ -17,6 +17,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/inferd/inferd/internal/cputime"
 	"github.com/inferd/inferd/preprocess"
 	"golang.org/x/image/draw"
 )
@@ -104,14 +105,14 @@ func imagesPerSecond(b *testing.B, f func() error) {
 	}
 	b.ReportAllocs()
 	n := 0
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		if err := f(); err != nil {
 			b.Fatal(err)
 		}
 		n++
 	}
-	cpu := cpuTime() - cpu0
+	cpu := cputime.Process() - cpu0
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "images/s")
 	if cpu > 0 {
 		// Images per CPU-second: the per-core rate, much steadier than
