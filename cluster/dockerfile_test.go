@@ -8,29 +8,13 @@ import (
 	"testing"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
 // Dockerfile.cuda parses with BuildKit's own Dockerfile parser and has the
 // stages, user, healthcheck and entrypoint the image needs. There is no
 // Docker engine here: building it is left to a machine with one.
 func TestDockerfileCUDA(t *testing.T) {
-	f, err := os.Open(filepath.Join(repoRoot, "Dockerfile.cuda"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	res, err := parser.Parse(f)
-	if err != nil {
-		t.Fatalf("parse: %v", err)
-	}
-	for _, w := range res.Warnings {
-		t.Errorf("parser warning: %s", w.Short)
-	}
-	stages, _, err := instructions.Parse(res.AST, nil)
-	if err != nil {
-		t.Fatalf("instructions: %v", err)
-	}
+	stages := parseDockerfile(t)
 	names := map[string]instructions.Stage{}
 	for _, s := range stages {
 		names[s.Name] = s

@@ -101,7 +101,7 @@ type Server struct {
 	// ShutdownTimeout bounds finishing queued and in-flight work. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// ReplicaName is sent in the X-Inferd-Replica header of every response.
-	// Default: the host name and listen port.
+	// Default: HOSTNAME:PORT, the host name and the listen port.
 	ReplicaName string `yaml:"replica_name"`
 }
 

@@ -6,6 +6,9 @@
 #   TOOLS=0 scripts/setup.sh  without the test and cluster tools (promtool,
 #                             HAProxy, and Consul and Prometheus built from
 #                             the Go module proxy by scripts/build-tools.sh)
+#   JPEG=0 scripts/setup.sh   without libjpeg-turbo's headers and gcc (a
+#                             place that only fetches ONNX Runtime, such as
+#                             Dockerfile.cuda's ort stage)
 #
 # Tarballs come from the npm registry with `npm pack` (no install scripts run),
 # are checked against pinned sha256 sums and cached in $INFERD_CACHE
@@ -87,8 +90,10 @@ fi
 # libjpeg-turbo's TurboJPEG API: preprocess decodes JPEGs with it through
 # cgo (go build -tags nojpegturbo, or CGO_ENABLED=0, does without: slower).
 jpeg_pkgs=()
-[ -f /usr/include/turbojpeg.h ] || jpeg_pkgs+=(libturbojpeg0-dev)
-need gcc || jpeg_pkgs+=(gcc libc6-dev)
+if [ "${JPEG:-1}" = 1 ]; then
+	[ -f /usr/include/turbojpeg.h ] || jpeg_pkgs+=(libturbojpeg0-dev)
+	need gcc || jpeg_pkgs+=(gcc libc6-dev)
+fi
 if [ ${#jpeg_pkgs[@]} -gt 0 ]; then
 	apt_install "${jpeg_pkgs[@]}"
 fi

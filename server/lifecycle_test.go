@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -240,5 +241,21 @@ func TestRequestsWhileModelsLoad(t *testing.T) {
 	}
 	if r := ts.do(t, "POST", "/recognize", ct, body); r.code != 200 {
 		t.Fatalf("recognize after loading: %d %s", r.code, r.body)
+	}
+}
+
+// The default replica name is the host name and the listen port, whatever
+// the listen host.
+func TestDefaultReplicaName(t *testing.T) {
+	host, _ := os.Hostname()
+	for listen, want := range map[string]string{
+		":8000":           host + ":8000",
+		"127.0.0.1:35831": host + ":35831",
+		"[::1]:9000":      host + ":9000",
+		"":                host,
+	} {
+		if got := defaultReplica(listen); got != want {
+			t.Errorf("defaultReplica(%q) = %q, want %q", listen, got, want)
+		}
 	}
 }

@@ -58,8 +58,7 @@ func New(cfg *config.Config, set *metrics.Set, log *slog.Logger) *Server {
 	}
 	s := &Server{cfg: cfg, log: log, set: set, replica: cfg.Server.ReplicaName}
 	if s.replica == "" {
-		host, _ := os.Hostname()
-		s.replica = host + cfg.Listen
+		s.replica = defaultReplica(cfg.Listen)
 	}
 	s.models.Store(&modelSet{byName: map[string]*Model{}})
 	s.stats = newServerMetrics(set)
@@ -77,6 +76,16 @@ func New(cfg *config.Config, set *metrics.Set, log *slog.Logger) *Server {
 		Logger:                fasthttpLogger{log},
 	}
 	return s
+}
+
+// defaultReplica names a replica by its host name and listen port
+// ("gpu-7:8000"), or the host name alone when listen has no port.
+func defaultReplica(listen string) string {
+	host, _ := os.Hostname()
+	if _, port, err := net.SplitHostPort(listen); err == nil && port != "" {
+		return host + ":" + port
+	}
+	return host
 }
 
 // Metrics returns the set the server's and its models' metrics live on.

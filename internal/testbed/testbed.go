@@ -171,6 +171,15 @@ func (p *Proc) Running() bool {
 // Signal sends sig to the process (SIGKILL plays a crash).
 func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
 
+// ExitCode is the exit status once the process has exited (-1 when a
+// signal ended it), else -1.
+func (p *Proc) ExitCode() int {
+	if p.Running() {
+		return -1
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
 // Wait waits for the process to exit.
 func (p *Proc) Wait() { <-p.done }
 
