@@ -103,6 +103,12 @@ type Server struct {
 	// ReplicaName is sent in the X-Inferd-Replica header of every response.
 	// Default: HOSTNAME:PORT, the host name and the listen port.
 	ReplicaName string `yaml:"replica_name"`
+	// ResponseCompression is "auto" (default: a response of 1 KiB or more
+	// is sent gzip- or deflate-compressed when the request's
+	// Accept-Encoding allows it, as Triton does) or "off". Compressed
+	// request bodies (Content-Encoding gzip or deflate) are always taken,
+	// up to MaxBodyBytes decompressed.
+	ResponseCompression string `yaml:"response_compression"`
 }
 
 // Model is one served model.
@@ -229,6 +235,7 @@ func (c *Config) fill() {
 	s.IdleTimeout = or(s.IdleTimeout, 120*time.Second)
 	s.MaxConnections = or(s.MaxConnections, 10_000)
 	s.ShutdownTimeout = or(s.ShutdownTimeout, 30*time.Second)
+	s.ResponseCompression = or(s.ResponseCompression, "auto")
 	if len(c.Models) == 0 {
 		c.Models = []Model{{Name: "resnet50"}}
 	}
@@ -278,6 +285,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxBodyBytes < 0 || c.Server.MaxPixels < 0 || c.Server.MaxConnections < 0 {
 		return errors.New("config: server.max_body_bytes, max_pixels and max_connections must be >= 0")
+	}
+	if rc := c.Server.ResponseCompression; rc != "auto" && rc != "off" {
+		return fmt.Errorf("config: server.response_compression %q: want auto or off", rc)
 	}
 	return nil
 }

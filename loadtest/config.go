@@ -91,6 +91,11 @@ type Config struct {
 	Progress io.Writer
 	// NoServerMetrics skips scraping the target's /metrics.
 	NoServerMetrics bool
+	// AcceptEncoding is sent with every request. Default "identity": the
+	// server's cost without response compression, as Triton's
+	// perf_analyzer measures by default (Go's client would otherwise ask
+	// for gzip on its own). "gzip" measures it with compression.
+	AcceptEncoding string
 }
 
 // withDefaults fills in defaults and checks the fields.
@@ -103,6 +108,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Pacer == "" {
 		c.Pacer = PacerConstant
+	}
+	if c.AcceptEncoding == "" {
+		c.AcceptEncoding = "identity"
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 30 * time.Second

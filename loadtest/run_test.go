@@ -79,6 +79,36 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
+// By default the load asks for no compression (Go's client would ask for
+// gzip on its own); -accept-encoding gzip gets the server's compressed JSON
+// answers, fewer bytes per response.
+func TestAcceptEncoding(t *testing.T) {
+	url := testserver.Start(t)
+	perResponse := map[string]float64{}
+	for _, enc := range []string{"", "gzip"} {
+		cfg := Config{URL: url, Model: "tiny", Endpoint: InferJSON, Concurrency: 1, Duration: 300 * time.Millisecond,
+			AcceptEncoding: enc, NoServerMetrics: true}
+		rep, err := cfg.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Requests == 0 || rep.Success != 1 {
+			t.Fatalf("accept-encoding %q: %d requests, success %v, errors %v", enc, rep.Requests, rep.Success, rep.Errors)
+		}
+		perResponse[enc] = float64(rep.BytesIn) / float64(rep.Requests)
+	}
+	if perResponse["gzip"] >= perResponse[""]/2 {
+		t.Errorf("bytes per answer: %.0f with gzip, %.0f without: want gzip under half", perResponse["gzip"], perResponse[""])
+	}
+	p, err := prepare(context.Background(), Config{URL: url, Model: "tiny", Endpoint: InferBinary, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.targets[0].Header.Get("Accept-Encoding"); got != "identity" {
+		t.Errorf("default Accept-Encoding %q, want identity", got)
+	}
+}
+
 // TestServerViewMatchesMetrics compares the report's server view with
 // deltas of the server's own /metrics, scraped here around the run.
 func TestServerViewMatchesMetrics(t *testing.T) {

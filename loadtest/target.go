@@ -84,6 +84,9 @@ func prepare(ctx context.Context, cfg Config) (*plan, error) {
 		}
 		p.targets = append(p.targets, t)
 	}
+	for _, t := range p.targets {
+		t.Header.Set("Accept-Encoding", cfg.AcceptEncoding)
+	}
 	return p, nil
 }
 

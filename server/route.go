@@ -37,7 +37,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	s.stats.inFlight.Inc()
 	ctx.Response.Header.Set("X-Inferd-Replica", s.replica)
-	modelName, endpoint := s.route(ctx)
+	var modelName, endpoint string
+	if err := s.decodeBody(ctx); err != nil {
+		writeError(ctx, err)
+		endpoint = epOther
+	} else {
+		modelName, endpoint = s.route(ctx)
+		s.encodeResponse(ctx)
+	}
 	s.stats.inFlight.Dec()
 	s.stats.observe(modelName, endpoint, ctx.Response.StatusCode(), time.Since(start))
 }

@@ -32,6 +32,8 @@ type Server struct {
 	set     *metrics.Set
 	http    *fasthttp.Server
 	replica string
+	// compress: responses may be compressed (server.response_compression).
+	compress bool
 
 	models   atomic.Pointer[modelSet] // replaced whole by AddModel
 	addMu    sync.Mutex               // serialises AddModel
@@ -56,7 +58,8 @@ func New(cfg *config.Config, set *metrics.Set, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, set: set, replica: cfg.Server.ReplicaName}
+	s := &Server{cfg: cfg, log: log, set: set, replica: cfg.Server.ReplicaName,
+		compress: cfg.Server.ResponseCompression != "off"}
 	if s.replica == "" {
 		s.replica = defaultReplica(cfg.Listen)
 	}
