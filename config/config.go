@@ -176,6 +176,11 @@ type Preprocess struct {
 	Mean []float32 `yaml:"mean"`
 	// Std per RGB channel. Default (0.229, 0.224, 0.225).
 	Std []float32 `yaml:"std"`
+	// Resample is "pil" (default: Pillow's 8-bit resize, rows identical to
+	// torchvision's transforms on PIL images) or "float" (the same filter
+	// in float32, as torchvision computes on float tensors; see
+	// preprocess.Config.Resample). Float input models only.
+	Resample string `yaml:"resample"`
 }
 
 // CUDA tunes the CUDA execution provider (see gpu.CUDAOptions).
@@ -320,6 +325,11 @@ func checkModel(key string, m Model) error {
 		if len(kv.v) != 0 && len(kv.v) != 3 {
 			return fmt.Errorf("config: %s.preprocess.%s has %d values: want 3 (R, G, B)", key, kv.name, len(kv.v))
 		}
+	}
+	switch m.Preprocess.Resample {
+	case "", "pil", "float":
+	default:
+		return fmt.Errorf("config: %s.preprocess.resample %q: want pil or float", key, m.Preprocess.Resample)
 	}
 	for _, s := range m.Preprocess.Std {
 		if s <= 0 {

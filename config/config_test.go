@@ -48,6 +48,7 @@ func TestTestdata(t *testing.T) {
 		"duplicate-name.bad.yml": `models[1].name "m": already used`,
 		"bad-builtin.bad.yml":    `models[0].path: builtin model "resnet51"`,
 		"bad-std.bad.yml":        "models[0].preprocess.std has 2 values: want 3",
+		"bad-resample.bad.yml":   `models[0].preprocess.resample "bicubic": want pil or float`,
 		"register-short.bad.yml": "register.deregister_after 10s: Consul's minimum is 1m",
 	}
 	files, _ := filepath.Glob("testdata/*.yml")

@@ -47,7 +47,7 @@ func TestTurboAllocationFree(t *testing.T) {
 		t.Skip("built without libjpeg-turbo")
 	}
 	img := encodeJPEG(t, photoLike(500, 375), 90)
-	for _, cfg := range []Config{{}, {JPEGDCTScaling: true}} {
+	for _, cfg := range []Config{{}, {JPEGDCTScaling: true}, {Resample: ResampleFloat}} {
 		p := mustNew(t, cfg)
 		dst := make([]byte, p.RowBytes())
 		if n := testing.AllocsPerRun(20, func() {

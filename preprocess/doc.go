@@ -14,7 +14,9 @@
 // the IDCT's rounding for JPEGs the Go decoder reads. Build with
 // -tags nojpegturbo (or CGO_ENABLED=0) for a pure-Go package without the
 // library. Config.JPEGDCTScaling trades that exactness for speed on large
-// JPEGs.
+// JPEGs. Config.Resample "float" computes the same filter in float32
+// without PIL's roundings to uint8, as torchvision does on float tensors
+// (within one level of 255 of PIL's rows, about 0.85x the speed).
 //
 // The package knows nothing of HTTP servers: errors carry the status a
 // server should answer with (see Error).

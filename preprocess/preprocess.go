@@ -33,6 +33,9 @@ type scratch struct {
 	acc []int32 // vertical accumulators, Size*3
 	out []byte  // one output row as RGB
 	dec []byte  // libjpeg-turbo's packed RGB output
+
+	// ResampleFloat's counterparts of tmp and out.
+	tmpF, outF []float32
 }
 
 // maxPooledDecode bounds the decode buffer a pooled scratch keeps: larger
@@ -200,6 +203,10 @@ func (p *Preprocessor) resample(src rowSource, pix []byte, sw, sh, w, h int, s *
 
 	stride := 3 * size
 	s.row = grow(s.row, 3*(x1-x0))
+	if p.cfg.Resample == ResampleFloat {
+		p.resampleFloat(src, pix, sw, hw, vw, s, dst)
+		return
+	}
 	s.tmp = grow(s.tmp, (y1-y0)*stride)
 	s.acc = grow(s.acc, stride)
 	s.out = grow(s.out, stride)
@@ -216,6 +223,54 @@ func (p *Preprocessor) resample(src rowSource, pix []byte, sw, sh, w, h int, s *
 	for i := range size {
 		vw.resampleColumn(s.out, s.tmp, stride, y0, i, s.acc)
 		p.emitRow(dst, i, s.out)
+	}
+}
+
+// resampleFloat is resample's second half for ResampleFloat.
+func (p *Preprocessor) resampleFloat(src rowSource, pix []byte, sw int, hw, vw *axisWeights, s *scratch, dst []byte) {
+	size := p.cfg.Size
+	stride := 3 * size
+	x0, x1 := hw.span()
+	y0, y1 := vw.span()
+	s.tmpF = grow(s.tmpF, (y1-y0)*stride)
+	s.outF = grow(s.outF, stride)
+	for y := y0; y < y1; y++ {
+		row := s.row
+		if src == nil {
+			row = pix[3*(y*sw+x0) : 3*(y*sw+x1)]
+		} else {
+			src.row(y, x0, x1, row)
+		}
+		hw.resampleRowFloat(s.tmpF[(y-y0)*stride:], row, x0)
+	}
+	for i := range size {
+		vw.resampleColumnFloat(s.outF, s.tmpF, stride, y0, i)
+		p.emitRowFloat(dst, i, s.outF)
+	}
+}
+
+// emitRowFloat writes output row i (RGB float32 on the 0..255 scale) into
+// dst as float32, computing (v/255 - mean)/std in float32 like the lookup
+// table of emitRow does.
+func (p *Preprocessor) emitRowFloat(dst []byte, i int, rgb []float32) {
+	size := p.cfg.Size
+	plane := size * size
+	var mean, std [3]float32 = p.cfg.Mean, p.cfg.Std
+	if p.cfg.Layout == LayoutNHWC {
+		d := dst[i*12*size : (i+1)*12*size]
+		for x := range size {
+			for c := range 3 {
+				binary.LittleEndian.PutUint32(d[12*x+4*c:], math.Float32bits((rgb[3*x+c]/255-mean[c])/std[c]))
+			}
+		}
+		return
+	}
+	for c := range 3 {
+		d := dst[4*(c*plane+i*size) : 4*(c*plane+(i+1)*size)]
+		m, sd := mean[c], std[c]
+		for x := range size {
+			binary.LittleEndian.PutUint32(d[4*x:], math.Float32bits((rgb[3*x+c]/255-m)/sd))
+		}
 	}
 }
 

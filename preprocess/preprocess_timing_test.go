@@ -151,6 +151,11 @@ func BenchmarkImagesPerSecond(b *testing.B) {
 			dst := make([]byte, p.RowBytes())
 			imagesPerSecond(b, func() error { return p.Process(img, dst) })
 		})
+		b.Run(name+"/turbo-resample-float", func(b *testing.B) {
+			p := mustNew(b, Config{Resample: ResampleFloat})
+			dst := make([]byte, p.RowBytes())
+			imagesPerSecond(b, func() error { return p.Process(img, dst) })
+		})
 		for _, variant := range []string{"any", "simd"} {
 			p := mustNew(b, Config{JPEGDCTScaling: true}) // 2/8, 4/8
 			if variant == "any" {

@@ -25,6 +25,9 @@ type axisWeights struct {
 	first []int32 // first input pixel each output pixel reads
 	count []int32 // number of input pixels each output pixel reads
 	coef  []int32 // ksize coefficients per output pixel
+	// fcoef holds the same taps as float32, normalised but not rounded to
+	// fixed point, for ResampleFloat.
+	fcoef []float32
 }
 
 // span returns the input pixels [lo, hi) that the weights read.
@@ -60,6 +63,7 @@ func computeWeights(in, out, off, n int) *axisWeights {
 		first: make([]int32, n),
 		count: make([]int32, n),
 		coef:  make([]int32, n*ksize),
+		fcoef: make([]float32, n*ksize),
 	}
 	pre := make([]float64, ksize)
 	ss := 1.0 / filterscale
@@ -82,6 +86,7 @@ func computeWeights(in, out, off, n int) *axisWeights {
 			ww += v
 		}
 		k := w.coef[i*ksize : (i+1)*ksize]
+		fk := w.fcoef[i*ksize : (i+1)*ksize]
 		for x := range xmax {
 			v := pre[x]
 			if ww != 0 {
@@ -90,6 +95,7 @@ func computeWeights(in, out, off, n int) *axisWeights {
 			// (int)(0.5 + v * (1 << PRECISION_BITS)); bilinear weights are
 			// never negative, so Pillow's negative branch is not needed.
 			k[x] = int32(0.5 + float64(v*(1<<precisionBits)))
+			fk[x] = float32(v)
 		}
 		// Give every output pixel a window of exactly ksize taps when the
 		// input is wide enough: windows at the right edge slide left and
@@ -100,6 +106,8 @@ func computeWeights(in, out, off, n int) *axisWeights {
 			if sh := xmin - nf; sh > 0 {
 				copy(k[sh:], k[:xmax])
 				clear(k[:sh])
+				copy(fk[sh:], fk[:xmax])
+				clear(fk[:sh])
 			}
 			xmin, xmax = nf, ksize
 		}
@@ -253,6 +261,72 @@ func (w *axisWeights) resampleColumn(dst, rows []byte, stride, y0, i int, acc []
 	dst = dst[:stride]
 	for j, a := range acc {
 		dst[j] = clip8(a)
+	}
+}
+
+// resampleRowFloat is resampleRow for ResampleFloat: float32 taps and
+// sums, no rounding. dst receives len(w.first) RGB pixels as float32 on
+// the 0..255 scale.
+func (w *axisWeights) resampleRowFloat(dst []float32, src []byte, x0 int) {
+	n := len(w.first)
+	dst = dst[:3*n]
+	ks := w.ksize
+	if ks == 3 && w.fixed() {
+		for i := range n {
+			s := src[(int(w.first[i])-x0)*3:][:9]
+			k := w.fcoef[i*3:][:3]
+			k0, k1, k2 := k[0], k[1], k[2]
+			d := dst[3*i:][:3]
+			d[0] = float32(s[0])*k0 + float32(s[3])*k1 + float32(s[6])*k2
+			d[1] = float32(s[1])*k0 + float32(s[4])*k1 + float32(s[7])*k2
+			d[2] = float32(s[2])*k0 + float32(s[5])*k1 + float32(s[8])*k2
+		}
+		return
+	}
+	for i := range n {
+		f := (int(w.first[i]) - x0) * 3
+		c := int(w.count[i])
+		k := w.fcoef[i*ks : i*ks+c]
+		s := src[f : f+3*c]
+		var r, g, b float32
+		for len(k) > 0 && len(s) >= 3 {
+			kj := k[0]
+			r += float32(s[0]) * kj
+			g += float32(s[1]) * kj
+			b += float32(s[2]) * kj
+			k, s = k[1:], s[3:]
+		}
+		d := dst[3*i : 3*i+3]
+		d[0], d[1], d[2] = r, g, b
+	}
+}
+
+// resampleColumnFloat is resampleColumn for ResampleFloat: rows holds
+// float32 rows from resampleRowFloat, stride elements apart.
+func (w *axisWeights) resampleColumnFloat(dst, rows []float32, stride, y0, i int) {
+	f := int(w.first[i]) - y0
+	dst = dst[:stride]
+	c := int(w.count[i])
+	k := w.fcoef[i*w.ksize : i*w.ksize+c]
+	if len(k) == 3 {
+		r0 := rows[f*stride:][:stride]
+		r1 := rows[(f+1)*stride:][:stride]
+		r2 := rows[(f+2)*stride:][:stride]
+		k0, k1, k2 := k[0], k[1], k[2]
+		for j := range dst {
+			dst[j] = r0[j]*k0 + r1[j]*k1 + r2[j]*k2
+		}
+		return
+	}
+	clear(dst)
+	for t, kt := range k {
+		if kt == 0 {
+			continue // padding tap (see computeWeights)
+		}
+		row := rows[(f+t)*stride : (f+t+1)*stride]
+		for j, p := range row {
+			dst[j] += p * kt
+		}
 	}
 }
 

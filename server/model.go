@@ -147,7 +147,7 @@ func newPreprocessor(sess *gpu.Model, c config.Preprocess) (*preprocess.Preproce
 		return nil, nil
 	}
 	s := in[0].Shape
-	pc := preprocess.Config{Size: c.Size, Resize: c.Resize}
+	pc := preprocess.Config{Size: c.Size, Resize: c.Resize, Resample: c.Resample}
 	switch {
 	case in[0].Datatype == "FP32" && len(s) == 4 && s[1] == 3 && s[2] == s[3]:
 		pc.Layout, pc.DType = "NCHW", "float32"
