@@ -212,18 +212,22 @@ func (p *Preprocessor) resample(src rowSource, pix []byte, sw, sh, w, h int, s *
 	s.out = grow(s.out, stride)
 
 	for y := y0; y < y1; y++ {
-		row := s.row
-		if src == nil {
-			row = pix[3*(y*sw+x0) : 3*(y*sw+x1)]
-		} else {
-			src.row(y, x0, x1, row)
-		}
-		hw.resampleRow(s.tmp[(y-y0)*stride:], row, x0)
+		hw.resampleRow(s.tmp[(y-y0)*stride:], sourceRow(src, pix, sw, y, x0, x1, s.row), x0)
 	}
 	for i := range size {
 		vw.resampleColumn(s.out, s.tmp, stride, y0, i, s.acc)
 		p.emitRow(dst, i, s.out)
 	}
+}
+
+// sourceRow returns input row y, columns x0..x1-1, as packed RGB: a slice
+// of pix when src is nil, else src's pixels converted into buf.
+func sourceRow(src rowSource, pix []byte, sw, y, x0, x1 int, buf []byte) []byte {
+	if src == nil {
+		return pix[3*(y*sw+x0) : 3*(y*sw+x1)]
+	}
+	src.row(y, x0, x1, buf)
+	return buf
 }
 
 // resampleFloat is resample's second half for ResampleFloat.
@@ -235,13 +239,7 @@ func (p *Preprocessor) resampleFloat(src rowSource, pix []byte, sw int, hw, vw *
 	s.tmpF = grow(s.tmpF, (y1-y0)*stride)
 	s.outF = grow(s.outF, stride)
 	for y := y0; y < y1; y++ {
-		row := s.row
-		if src == nil {
-			row = pix[3*(y*sw+x0) : 3*(y*sw+x1)]
-		} else {
-			src.row(y, x0, x1, row)
-		}
-		hw.resampleRowFloat(s.tmpF[(y-y0)*stride:], row, x0)
+		hw.resampleRowFloat(s.tmpF[(y-y0)*stride:], sourceRow(src, pix, sw, y, x0, x1, s.row), x0)
 	}
 	for i := range size {
 		vw.resampleColumnFloat(s.outF, s.tmpF, stride, y0, i)

@@ -16,9 +16,24 @@ import (
 	"github.com/inferd/inferd/config"
 )
 
-func gzipBytes(t testing.TB, b []byte) []byte {
+// codec compresses and decompresses one Content-Encoding.
+type codec struct {
+	name   string
+	writer func(io.Writer) io.WriteCloser
+	reader func(io.Reader) (io.Reader, error)
+}
+
+var (
+	gzipCodec = codec{"gzip", func(w io.Writer) io.WriteCloser { return gzip.NewWriter(w) },
+		func(r io.Reader) (io.Reader, error) { return gzip.NewReader(r) }}
+	zlibCodec = codec{"deflate", func(w io.Writer) io.WriteCloser { return zlib.NewWriter(w) },
+		func(r io.Reader) (io.Reader, error) { return zlib.NewReader(r) }}
+)
+
+func (c codec) encode(t testing.TB, b []byte) []byte {
+	t.Helper()
 	var out bytes.Buffer
-	w := gzip.NewWriter(&out)
+	w := c.writer(&out)
 	w.Write(b)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -26,41 +41,20 @@ func gzipBytes(t testing.TB, b []byte) []byte {
 	return out.Bytes()
 }
 
-func zlibBytes(t testing.TB, b []byte) []byte {
-	var out bytes.Buffer
-	w := zlib.NewWriter(&out)
-	w.Write(b)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
-}
-
-func gunzip(t testing.TB, b []byte) []byte {
+func (c codec) decode(t testing.TB, b []byte) []byte {
 	t.Helper()
-	r, err := gzip.NewReader(bytes.NewReader(b))
+	r, err := c.reader(bytes.NewReader(b))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", c.name, err)
 	}
 	out, err := io.ReadAll(r)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", c.name, err)
 	}
 	return out
 }
 
-func unzlib(t testing.TB, b []byte) []byte {
-	t.Helper()
-	r, err := zlib.NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+func gzipBytes(t testing.TB, b []byte) []byte { return gzipCodec.encode(t, b) }
 
 // Triton's client compresses the whole body (JSON header and binary
 // tensors) and keeps Inference-Header-Content-Length at the uncompressed
@@ -78,7 +72,7 @@ func TestCompressedRequestBodies(t *testing.T) {
 	for _, c := range []struct {
 		coding string
 		enc    func(testing.TB, []byte) []byte
-	}{{"gzip", gzipBytes}, {"x-gzip", gzipBytes}, {"deflate", zlibBytes}, {"identity", func(_ testing.TB, b []byte) []byte { return b }}} {
+	}{{"gzip", gzipCodec.encode}, {"x-gzip", gzipCodec.encode}, {"deflate", zlibCodec.encode}, {"identity", func(_ testing.TB, b []byte) []byte { return b }}} {
 		r := ts.do(t, "POST", "/v2/models/tiny/infer", "application/octet-stream", c.enc(t, bin),
 			headerInferenceLength, strconv.Itoa(hlen), "Content-Encoding", c.coding)
 		if r.code != 200 || !bytes.Equal(r.body, plainBin.body) {
@@ -147,9 +141,9 @@ func TestCompressedResponses(t *testing.T) {
 		body := r.body
 		switch c.want {
 		case "gzip":
-			body = gunzip(t, r.body)
+			body = gzipCodec.decode(t, r.body)
 		case "deflate":
-			body = unzlib(t, r.body)
+			body = zlibCodec.decode(t, r.body)
 		}
 		if !bytes.Equal(body, plain.body) {
 			t.Errorf("Accept-Encoding %q: decoded body differs from the plain one", c.accept)
