@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"fmt"
+	"os"
 	"testing"
 
 	"github.com/inferd/inferd/model"
@@ -27,7 +28,11 @@ func BenchmarkRun(b *testing.B) {
 	if dev != "cpu" {
 		sizes = []int{1, 8, 32, 64, 128}
 	}
-	m := open(b, modelPath(b, spec), Options{Device: dev, MaxBatch: sizes[len(sizes)-1], Buckets: sizes})
+	// INFERD_BENCH_PROFILE=PREFIX writes ONNX Runtime's profile, which
+	// names the provider every node ran on, to PREFIX_<date>.json when the
+	// session closes: the proof that a cuda run ran on the GPU.
+	m := open(b, modelPath(b, spec), Options{Device: dev, MaxBatch: sizes[len(sizes)-1], Buckets: sizes,
+		ProfilePrefix: os.Getenv("INFERD_BENCH_PROFILE")})
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("%s/%s/batch=%d", name, m.Device(), n), func(b *testing.B) {
 			l, err := m.Acquire(n)
