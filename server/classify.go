@@ -117,7 +117,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, m *Model, k int) ([]predictio
 	if err := m.pre.Process(img, j.ownInput(0, m.inBytes[0])); err != nil {
 		return nil, err
 	}
-	if err := m.batcher.Submit(&j.req); err != nil {
+	if err := m.submit(j, ctx.Time()); err != nil {
 		return nil, err
 	}
 	scores := make([]float32, out.RowElems())

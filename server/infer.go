@@ -69,7 +69,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
 	}
 	j.req.Timeout = req.Timeout
 	j.req.Priority = req.Priority
-	if err := m.batcher.Submit(&j.req); err != nil {
+	if err := m.submit(j, ctx.Time()); err != nil {
 		writeError(ctx, err)
 		return
 	}

@@ -12,7 +12,7 @@ import (
 // serverMetadata serves GET /v2.
 func (s *Server) serverMetadata(ctx *fasthttp.RequestCtx) {
 	writeValue(ctx, kserve.ServerMetadata{Name: "inferd", Version: Version,
-		Extensions: []string{"binary_tensor_data", "classification"}})
+		Extensions: []string{"binary_tensor_data", "classification", "model_configuration", "statistics"}})
 }
 
 func (s *Server) serverReady(ctx *fasthttp.RequestCtx) {

@@ -32,6 +32,7 @@ type Model struct {
 	softmax string // auto, true, false
 	ready   atomic.Bool
 	jobs    sync.Pool
+	stats   *modelStats
 
 	inBytes  []int // row bytes per input
 	outBytes []int // row bytes per output
@@ -80,7 +81,7 @@ func OpenModel(c config.Model, rt config.Runtime, set *metrics.Set, log *slog.Lo
 		}
 		log.Info("device chosen", "model", c.Name, "device", sess.Device().String(), "why", why)
 	}
-	m := &Model{Name: c.Name, Path: path, session: sess, softmax: c.Softmax}
+	m := &Model{Name: c.Name, Path: path, session: sess, softmax: c.Softmax, stats: newModelStats(sess.MaxBatch())}
 	for _, t := range sess.Inputs() {
 		m.inBytes = append(m.inBytes, t.RowBytes())
 	}

@@ -31,6 +31,8 @@ const (
 //	GET  /v2/models/M[/versions/V]/ready
 //	POST /v2/models/M[/versions/V]/infer       KServe v2 inference
 //	POST /v2/models/M[/versions/V]/classify    an image -> top-k labels
+//	GET  /v2/models/M[/versions/V]/config      Triton's model configuration
+//	GET  /v2/models[/M[/versions/V]]/stats     Triton's model statistics
 //	POST /recognize                            multipart image -> top 3
 //	GET  /metrics                              Prometheus text
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
@@ -67,6 +69,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 		}
 		return name, s.only(ctx, "POST", epRecog, func(ctx *fasthttp.RequestCtx) { s.recognize(ctx, name) })
 	}
+	if statsPath(path) {
+		return "", s.only(ctx, "GET", epMetadata, func(ctx *fasthttp.RequestCtx) { s.modelStatistics(ctx, nil) })
+	}
 	rest, ok := bytes.CutPrefix(path, []byte("/v2/models/"))
 	if !ok {
 		writeError(ctx, errorf(http.StatusNotFound, "no route for %s %s", ctx.Method(), path))
@@ -98,6 +103,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 		return m.Name, s.only(ctx, "POST", epInfer, func(ctx *fasthttp.RequestCtx) { s.infer(ctx, m) })
 	case "classify":
 		return m.Name, s.only(ctx, "POST", epClassify, func(ctx *fasthttp.RequestCtx) { s.classify(ctx, m) })
+	case "config":
+		return m.Name, s.only(ctx, "GET", epMetadata, func(ctx *fasthttp.RequestCtx) { s.modelConfig(ctx, m) })
+	case "stats":
+		return m.Name, s.only(ctx, "GET", epMetadata, func(ctx *fasthttp.RequestCtx) { s.modelStatistics(ctx, m) })
 	}
 	writeError(ctx, errorf(http.StatusNotFound, "no route for %s %s", ctx.Method(), path))
 	return m.Name, epOther

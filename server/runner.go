@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/inferd/inferd/batcher"
 )
@@ -16,7 +17,8 @@ type job struct {
 	out  [][]byte // per output: rows*outBytes[i], filled by the runner
 	// shapes per output: [rows, row dims...], for the response
 	shapes [][]int64
-	own    [][]byte // input buffers the job owns (images), reused
+	own    [][]byte   // input buffers the job owns (images), reused
+	times  batchTimes // stamped by the runner for the statistics
 }
 
 func (m *Model) newJob() *job {
@@ -73,6 +75,8 @@ var _ batcher.Runner = (*runner)(nil)
 
 func (r *runner) Run(b *batcher.Batch) error {
 	m := r.m
+	var t batchTimes
+	t.start = time.Now()
 	l, err := m.session.Acquire(b.Rows)
 	if err != nil {
 		return err
@@ -89,9 +93,11 @@ func (r *runner) Run(b *batcher.Batch) error {
 		}
 		row += j.rows
 	}
+	t.inputDone = time.Now()
 	if err := l.Run(); err != nil {
 		return err
 	}
+	t.inferDone = time.Now()
 	row = 0
 	for _, rq := range b.Requests {
 		j := rq.Payload.(*job)
@@ -100,5 +106,10 @@ func (r *runner) Run(b *batcher.Batch) error {
 		}
 		row += j.rows
 	}
+	t.outputDone = time.Now()
+	for _, rq := range b.Requests {
+		rq.Payload.(*job).times = t
+	}
+	m.stats.executed(b.Rows, &t)
 	return nil
 }
