@@ -89,7 +89,8 @@ type Config struct {
 	// about once a second; callers pass os.Stderr only when it is a
 	// terminal.
 	Progress io.Writer
-	// NoServerMetrics skips scraping the target's /metrics.
+	// NoServerMetrics skips the server view: neither /metrics nor
+	// /v2/models/M/stats is read.
 	NoServerMetrics bool
 	// AcceptEncoding is sent with every request. Default "identity": the
 	// server's cost without response compression, as Triton's

@@ -11,6 +11,11 @@
 // extension (tensor from a raw file, or generated from the shapes the
 // server's model metadata gives), and /recognize.
 //
+// The server's side of the window comes from inferd's Prometheus metrics
+// (batch size, queue and compute quantiles, rejections), or, on servers
+// without them such as Triton, from the statistics extension
+// (/v2/models/M/stats: means).
+//
 // Config.Run runs one attack; Sweep runs one per rate or concurrency; SLO
 // searches for the highest rate that meets a p99 latency and error target.
 package loadtest

@@ -33,9 +33,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "Success\t[ratio]\t%.2f%%\n", 100*r.Success)
 	fmt.Fprintf(tw, "Status Codes\t[code:count]\t%s\n", joinCounts(r.StatusCodes, "%s:%d"))
 	if s := r.Server; s != nil {
-		fmt.Fprintf(tw, "Server\t[requests, batches, mean batch]\t%.0f, %.0f, %.2f\n", s.Requests, s.Batches, s.MeanBatch)
-		fmt.Fprintf(tw, "Server queue\t[50, 99]\t%s, %s\n", round(s.QueueP50), round(s.QueueP99))
-		fmt.Fprintf(tw, "Server compute\t[50, 99]\t%s, %s\n", round(s.ComputeP50), round(s.ComputeP99))
+		fmt.Fprintf(tw, "Server (%s)\t[requests, batches, mean batch]\t%.0f, %.0f, %.2f\n", s.Source, s.Requests, s.Batches, s.MeanBatch)
+		if s.Source == SourceStatistics {
+			fmt.Fprintf(tw, "Server queue\t[mean]\t%s\n", round(s.QueueMean))
+			fmt.Fprintf(tw, "Server compute\t[mean]\t%s\n", round(s.ComputeMean))
+		} else {
+			fmt.Fprintf(tw, "Server queue\t[mean, 50, 99]\t%s, %s, %s\n", round(s.QueueMean), round(s.QueueP50), round(s.QueueP99))
+			fmt.Fprintf(tw, "Server compute\t[mean, 50, 99]\t%s, %s, %s\n", round(s.ComputeMean), round(s.ComputeP50), round(s.ComputeP99))
+		}
 		fmt.Fprintf(tw, "Server rejected\t[reason:count]\t%s\n", joinCounts(s.Rejected, "%s:%.0f"))
 	} else if r.ServerError != "" {
 		fmt.Fprintf(tw, "Server\t\tno view: %s\n", r.ServerError)
@@ -97,7 +102,8 @@ var CSVHeader = []string{
 	"mode", "target_rate", "concurrency", "requests", "rate", "throughput", "success",
 	"mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "status_codes",
 	"server_requests", "server_batches", "server_mean_batch", "server_queue_p50_ms", "server_queue_p99_ms",
-	"server_compute_p50_ms", "server_compute_p99_ms", "server_rejected", "errors",
+	"server_compute_p50_ms", "server_compute_p99_ms", "server_rejected",
+	"server_queue_mean_ms", "server_compute_mean_ms", "server_source", "errors",
 }
 
 // CSVRecord is r as one row under CSVHeader.
@@ -113,9 +119,10 @@ func (r *Report) CSVRecord() []string {
 	}
 	if s := r.Server; s != nil {
 		rec = append(rec, f(s.Requests), f(s.Batches), strconv.FormatFloat(s.MeanBatch, 'f', 3, 64),
-			ms(s.QueueP50), ms(s.QueueP99), ms(s.ComputeP50), ms(s.ComputeP99), joinCounts(s.Rejected, "%s:%.0f"))
+			ms(s.QueueP50), ms(s.QueueP99), ms(s.ComputeP50), ms(s.ComputeP99), joinCounts(s.Rejected, "%s:%.0f"),
+			ms(s.QueueMean), ms(s.ComputeMean), s.Source)
 	} else {
-		rec = append(rec, "", "", "", "", "", "", "", "")
+		rec = append(rec, "", "", "", "", "", "", "", "", "", "", "")
 	}
 	return append(rec, strings.Join(r.Errors, "; "))
 }

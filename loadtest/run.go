@@ -33,11 +33,11 @@ func (p *plan) attack(ctx context.Context, cfg Config) (*Report, error) {
 		vegeta.Connections(int(maxWorkers)),
 		vegeta.Redirects(vegeta.NoFollow),
 	)
-	var before metricsSnapshot
+	var before serverSnapshot
 	var scrapeErr error
 	base := strings.TrimSuffix(cfg.URL, "/")
 	if !cfg.NoServerMetrics {
-		before, scrapeErr = scrape(ctx, base)
+		before, scrapeErr = snapshot(ctx, base, cfg.Model)
 	}
 
 	var (
@@ -80,9 +80,9 @@ func (p *plan) attack(ctx context.Context, cfg Config) (*Report, error) {
 	rep := newReport(cfg, &metrics)
 	if !cfg.NoServerMetrics {
 		if scrapeErr == nil {
-			var after metricsSnapshot
-			if after, scrapeErr = scrape(context.WithoutCancel(ctx), base); scrapeErr == nil {
-				rep.Server = serverView(before, after, cfg.Model)
+			var after serverSnapshot
+			if after, scrapeErr = snapshot(context.WithoutCancel(ctx), base, cfg.Model); scrapeErr == nil {
+				rep.Server, scrapeErr = after.view(before, cfg.Model)
 			}
 		}
 		if scrapeErr != nil {

@@ -149,6 +149,9 @@ func TestServerViewMatchesMetrics(t *testing.T) {
 	if s.QueueP99 < s.QueueP50 || s.ComputeP99 < s.ComputeP50 || s.ComputeP50 <= 0 {
 		t.Errorf("quantiles out of order: %+v", s)
 	}
+	if s.Source != SourceMetrics || s.ComputeMean <= 0 || s.ComputeMean > s.ComputeP99*2 {
+		t.Errorf("source %q, compute mean %s (p99 %s)", s.Source, s.ComputeMean, s.ComputeP99)
+	}
 	if len(s.Rejected) != 0 {
 		t.Errorf("rejected %v, want none", s.Rejected)
 	}

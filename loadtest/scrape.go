@@ -213,6 +213,10 @@ func quantile(q float64, bs []bucket) float64 {
 // run: deltas of inferd's counters and histograms between a scrape just
 // before the first request and one just after the last answer.
 type ServerView struct {
+	// Source is where the view comes from: SourceMetrics (inferd's
+	// Prometheus metrics: quantiles) or SourceStatistics (the statistics
+	// extension, /v2/models/M/stats, as Triton serves it: means only).
+	Source string `json:"source"`
 	// Requests is the number of HTTP requests the server counted for the
 	// model (every endpoint and code).
 	Requests float64 `json:"requests"`
@@ -228,10 +232,21 @@ type ServerView struct {
 	// ComputeP50 and ComputeP99 are the batch run time quantiles.
 	ComputeP50 time.Duration `json:"compute_p50_ns"`
 	ComputeP99 time.Duration `json:"compute_p99_ns"`
+	// QueueMean and ComputeMean are the mean queue wait and batch run
+	// time (per request in the statistics: a request is charged its whole
+	// batch's run time).
+	QueueMean   time.Duration `json:"queue_mean_ns"`
+	ComputeMean time.Duration `json:"compute_mean_ns"`
 	// Rejected counts requests the batcher rejected, by reason; reasons
 	// with none are left out.
 	Rejected map[string]float64 `json:"rejected"`
 }
+
+// Sources of a ServerView.
+const (
+	SourceMetrics    = "metrics"
+	SourceStatistics = "statistics"
+)
 
 // Metric names read from the server.
 const (
@@ -250,6 +265,7 @@ func serverView(before, after metricsSnapshot, model string) *ServerView {
 		m["model"] = model
 	}
 	v := &ServerView{
+		Source:   SourceMetrics,
 		Requests: after.sum(metricRequests, m) - before.sum(metricRequests, m),
 		Batches:  after.sum(metricBatches, m) - before.sum(metricBatches, m),
 		Rejected: map[string]float64{},
@@ -262,6 +278,8 @@ func serverView(before, after metricsSnapshot, model string) *ServerView {
 	r := deltaBuckets(before.buckets(metricRun, m), after.buckets(metricRun, m))
 	v.QueueP50, v.QueueP99 = seconds(quantile(.5, q)), seconds(quantile(.99, q))
 	v.ComputeP50, v.ComputeP99 = seconds(quantile(.5, r)), seconds(quantile(.99, r))
+	v.QueueMean = meanOf(before, after, metricQueueWait, m)
+	v.ComputeMean = meanOf(before, after, metricRun, m)
 	reasons := map[string]bool{}
 	for _, s := range after {
 		if s.name == metricRejected && matches(s.labels, m) {
@@ -278,6 +296,27 @@ func serverView(before, after metricsSnapshot, model string) *ServerView {
 		}
 	}
 	return v
+}
+
+// meanOf is the mean of what a seconds histogram gained between two
+// scrapes: its _sum delta over its _count delta.
+func meanOf(before, after metricsSnapshot, name string, m map[string]string) time.Duration {
+	n := after.sum(name+"_count", m) - before.sum(name+"_count", m)
+	if n <= 0 {
+		return 0
+	}
+	return seconds((after.sum(name+"_sum", m) - before.sum(name+"_sum", m)) / n)
+}
+
+// has reports whether the snapshot has a sample of name for model (any
+// model when model is "").
+func (m metricsSnapshot) has(name, model string) bool {
+	for _, s := range m {
+		if s.name == name && (model == "" || s.labels["model"] == model) {
+			return true
+		}
+	}
+	return false
 }
 
 // seconds converts a float of seconds, NaN meaning none, to a Duration.

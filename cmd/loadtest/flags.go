@@ -34,7 +34,7 @@ func newCommon(name string, stderr io.Writer) *common {
 	fs.DurationVar(&c.cfg.Timeout, "timeout", 30*time.Second, "per-request timeout")
 	fs.IntVar(&c.cfg.MaxWorkers, "max-workers", 1024, "most concurrent requests of an open loop")
 	fs.StringVar(&c.format, "format", "text", "report format: text, json or csv")
-	fs.BoolVar(&c.cfg.NoServerMetrics, "no-server-metrics", false, "do not scrape the target's /metrics")
+	fs.BoolVar(&c.cfg.NoServerMetrics, "no-server-metrics", false, "no server view: do not read the target's /metrics or /v2/models/M/stats")
 	fs.StringVar(&c.cfg.AcceptEncoding, "accept-encoding", "identity", "Accept-Encoding of every request (gzip: measure with response compression)")
 	return c
 }
