@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 
@@ -12,7 +13,7 @@ import (
 // serverMetadata serves GET /v2.
 func (s *Server) serverMetadata(ctx *fasthttp.RequestCtx) {
 	writeValue(ctx, kserve.ServerMetadata{Name: "inferd", Version: Version,
-		Extensions: []string{"binary_tensor_data", "classification", "model_configuration", "statistics"}})
+		Extensions: []string{"binary_tensor_data", "classification", "model_configuration", "statistics", "model_repository"}})
 }
 
 func (s *Server) serverReady(ctx *fasthttp.RequestCtx) {
@@ -53,4 +54,45 @@ func writeValue(ctx *fasthttp.RequestCtx, v any) {
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)
+}
+
+// repositoryEntry is one model in Triton's repository index.
+type repositoryEntry struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	State   string `json:"state"`
+	Reason  string `json:"reason"`
+}
+
+// repositoryIndex serves POST /v2/repository/index (Triton's model
+// repository extension): every model with its state; {"ready": true} in
+// the body lists the ready ones only.
+func (s *Server) repositoryIndex(ctx *fasthttp.RequestCtx) {
+	var req struct {
+		Ready bool `json:"ready"`
+	}
+	if body := ctx.PostBody(); len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeError(ctx, errorf(http.StatusBadRequest, "repository index request: %v (want {} or {\"ready\": true})", err))
+			return
+		}
+	}
+	index := []repositoryEntry{}
+	for _, m := range s.Models() {
+		e := repositoryEntry{Name: m.Name, Version: "1", State: "READY"}
+		if !m.Ready() {
+			e.State, e.Reason = "UNAVAILABLE", "not ready"
+		}
+		if req.Ready && e.State != "READY" {
+			continue
+		}
+		index = append(index, e)
+	}
+	writeValue(ctx, index)
+}
+
+// modelControl answers the repository extension's load and unload: inferd
+// serves the models of its config file, so both are refused, saying so.
+func (s *Server) modelControl(ctx *fasthttp.RequestCtx, name, action []byte) {
+	writeError(ctx, errorf(http.StatusBadRequest, "%s of model %q refused: inferd serves the models its config file lists (%s); change the file and restart the replica", action, name, s.modelList()))
 }

@@ -33,6 +33,8 @@ const (
 //	POST /v2/models/M[/versions/V]/classify    an image -> top-k labels
 //	GET  /v2/models/M[/versions/V]/config      Triton's model configuration
 //	GET  /v2/models[/M[/versions/V]]/stats     Triton's model statistics
+//	POST /v2/repository/index                  Triton's model repository index
+//	POST /v2/repository/models/M/(un)load      refused: models come from the config
 //	POST /recognize                            multipart image -> top 3
 //	GET  /metrics                              Prometheus text
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
@@ -62,12 +64,20 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 		return "", s.only(ctx, "GET", epHealth, func(ctx *fasthttp.RequestCtx) { writeJSON(ctx, 200, `{"live":true}`) })
 	case "/v2/health/ready":
 		return "", s.only(ctx, "GET", epHealth, s.serverReady)
+	case "/v2/repository/index":
+		return "", s.only(ctx, "POST", epMetadata, s.repositoryIndex)
 	case "/recognize":
 		name := ""
 		if ms := s.Models(); len(ms) > 0 {
 			name = ms[0].Name
 		}
 		return name, s.only(ctx, "POST", epRecog, func(ctx *fasthttp.RequestCtx) { s.recognize(ctx, name) })
+	}
+	if rest, ok := bytes.CutPrefix(path, []byte("/v2/repository/models/")); ok {
+		name, action, _ := bytes.Cut(rest, []byte("/"))
+		if string(action) == "load" || string(action) == "unload" {
+			return string(name), s.only(ctx, "POST", epMetadata, func(ctx *fasthttp.RequestCtx) { s.modelControl(ctx, name, action) })
+		}
 	}
 	if statsPath(path) {
 		return "", s.only(ctx, "GET", epMetadata, func(ctx *fasthttp.RequestCtx) { s.modelStatistics(ctx, nil) })

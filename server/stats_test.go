@@ -137,3 +137,27 @@ func TestModelStatistics(t *testing.T) {
 		t.Errorf("versions/1/stats: %d", r.code)
 	}
 }
+
+// Triton's repository index lists the models; load and unload are refused
+// with the reason.
+func TestRepositoryIndex(t *testing.T) {
+	ts := start(t, tinyConfig(func(c *config.Config) {
+		c.Models = append(c.Models, config.Model{Name: "tiny2", Path: "builtin:tiny", Device: "cpu", MaxBatch: 4, Softmax: "auto"})
+	}))
+	var index []repositoryEntry
+	ts.do(t, "POST", "/v2/repository/index", "application/json", nil).json(t, &index)
+	if len(index) != 2 || index[0] != (repositoryEntry{Name: "tiny", Version: "1", State: "READY"}) || index[1].Name != "tiny2" {
+		t.Errorf("index %+v", index)
+	}
+	ts.do(t, "POST", "/v2/repository/index", "application/json", []byte(`{"ready":true}`)).json(t, &index)
+	if len(index) != 2 {
+		t.Errorf("ready index %+v", index)
+	}
+	ts.do(t, "POST", "/v2/repository/index", "application/json", []byte(`{"ready":`)).wantError(t, 400, "repository index request")
+	ts.do(t, "GET", "/v2/repository/index", "", nil).wantError(t, 405, "use POST")
+	ts.do(t, "POST", "/v2/repository/models/tiny/unload", "", nil).wantError(t, 400, `unload of model "tiny" refused`)
+	ts.do(t, "POST", "/v2/repository/models/other/load", "", nil).wantError(t, 400, "config file")
+	if r := ts.do(t, "POST", "/v2/models/tiny/infer", "application/json", jsonInfer(1, floats(3*224*224, 0))); r.code != 200 {
+		t.Errorf("after the refused unload: %d %s", r.code, r.body)
+	}
+}
