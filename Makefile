@@ -13,7 +13,7 @@ RACE_PKGS := $(patsubst %,./%/...,$(wildcard batcher gpu server register loadtes
 # Fuzz targets that face the network, each run for FUZZTIME by `make test`;
 # their corpora live in each package's testdata/fuzz.
 FUZZTIME ?= 10s
-FUZZ_TARGETS := kserve:FuzzParseInferRequest kserve:FuzzParseFP32 preprocess:FuzzProcess
+FUZZ_TARGETS := kserve:FuzzParseInferRequest kserve:FuzzParseFP32 preprocess:FuzzProcess server:FuzzDecodeBody
 
 # Arguments for `make run`, e.g. make run ARGS="-config configs/inferd.yaml".
 ARGS ?=
