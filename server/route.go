@@ -76,7 +76,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 	if rest, ok := bytes.CutPrefix(path, []byte("/v2/repository/models/")); ok {
 		name, action, _ := bytes.Cut(rest, []byte("/"))
 		if string(action) == "load" || string(action) == "unload" {
-			return string(name), s.only(ctx, "POST", epMetadata, func(ctx *fasthttp.RequestCtx) { s.modelControl(ctx, name, action) })
+			// No model label: the name is the client's, and labels must not
+			// grow with what clients send.
+			return "", s.only(ctx, "POST", epMetadata, func(ctx *fasthttp.RequestCtx) { s.modelControl(ctx, name, action) })
 		}
 	}
 	if statsPath(path) {

@@ -160,4 +160,8 @@ func TestRepositoryIndex(t *testing.T) {
 	if r := ts.do(t, "POST", "/v2/models/tiny/infer", "application/json", jsonInfer(1, floats(3*224*224, 0))); r.code != 200 {
 		t.Errorf("after the refused unload: %d %s", r.code, r.body)
 	}
+	// Names clients make up never become metric labels.
+	if m := ts.do(t, "GET", "/metrics", "", nil); strings.Contains(string(m.body), `model="other"`) {
+		t.Error(`/metrics has a series for the made-up model "other"`)
+	}
 }
