@@ -72,6 +72,7 @@ type Registrar struct {
 	reg    *api.AgentServiceRegistration
 	mu     sync.Mutex
 	state  state
+	gen    int // bumped by SetMeta
 	notify chan struct{}
 
 	stopped chan struct{}
@@ -228,7 +229,9 @@ func (r *Registrar) sync(ctx context.Context) error {
 		r.log.Warn("consul agent lost the registration; registering again")
 	}
 	start := time.Now()
-	reg := *r.reg
+	r.mu.Lock()
+	reg, gen := *r.reg, r.gen
+	r.mu.Unlock()
 	check := *reg.Check
 	check.Status = api.HealthCritical // until the agent's first check passes
 	if r.cfg.Ready != nil && r.cfg.Ready() {
@@ -245,7 +248,9 @@ func (r *Registrar) sync(ctx context.Context) error {
 		go r.maintenance()
 		return nil
 	}
-	r.state = registered
+	if r.gen == gen {
+		r.state = registered
+	} // else SetMeta ran meanwhile: the next sync registers its meta
 	r.log.Info("registered in consul", "service", r.cfg.Service, "check", r.cfg.CheckURL, "status", check.Status,
 		"interval", r.cfg.CheckInterval, "took", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -300,6 +305,22 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 	}
 	r.log.Info("deregistered from consul", "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// SetMeta replaces the service meta (after a reload changed the models)
+// and registers again with it at once, or on the next attempt while the
+// agent is unreachable. Ignored once draining.
+func (r *Registrar) SetMeta(meta map[string]string) {
+	r.mu.Lock()
+	reg := *r.reg
+	reg.Meta = meta
+	r.reg = &reg
+	r.gen++
+	if r.state == registered {
+		r.state = unregistered
+	}
+	r.mu.Unlock()
+	r.Kick()
 }
 
 // Kick asks the loop to verify the registration now (tests, SIGHUP).

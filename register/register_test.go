@@ -331,3 +331,25 @@ func TestListenPort(t *testing.T) {
 		t.Error("New without a port succeeded")
 	}
 }
+
+// SetMeta (a reload changed the models) reaches the agent at once.
+func TestSetMeta(t *testing.T) {
+	consul := testbed.StartConsul(t)
+	in := inspect(t, consul)
+	rd := serveReadiness(t)
+	rd.ready.Store(true)
+	r, err := New(Config{ConsulAddr: consul.Addr(), Port: rd.port, ID: "meta-1", SyncInterval: time.Minute,
+		Meta: Meta([]string{"a"}, []string{"cpu"}, "v"), Ready: rd.ready.Load}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Start(context.Background())
+	defer r.Deregister(context.Background())
+	waitFor(t, "registration", 5*time.Second, func() bool { _, ok := in.service("meta-1"); return ok })
+	r.SetMeta(Meta([]string{"a", "b"}, []string{"cpu", "cuda:0"}, "v"))
+	// The sync interval is a minute: only SetMeta's own kick can do it.
+	waitFor(t, "the new meta", 5*time.Second, func() bool {
+		svc, ok := in.service("meta-1")
+		return ok && svc.Meta["models"] == "a,b" && svc.Meta["device"] == "cpu,cuda:0"
+	})
+}

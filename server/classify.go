@@ -47,11 +47,12 @@ func (s *Server) classify(ctx *fasthttp.RequestCtx, m *Model) {
 // field "image", answering the top 3 as [{"label":..,"probability":..}],
 // the shape of the image-recognition service this project grew out of.
 func (s *Server) recognize(ctx *fasthttp.RequestCtx, name string) {
-	m := s.model(name)
+	m := s.acquire(name)
 	if m == nil {
 		writeError(ctx, errorf(http.StatusServiceUnavailable, "no model loaded yet"))
 		return
 	}
+	defer m.users.Add(-1)
 	if !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("multipart/form-data")) {
 		writeError(ctx, errorf(http.StatusBadRequest, "want a multipart/form-data body with the image in the field \"image\""))
 		return

@@ -33,6 +33,11 @@ type Model struct {
 	ready   atomic.Bool
 	jobs    sync.Pool
 	stats   *modelStats
+	cfg     config.Model // what it was opened from: Reload keeps it when unchanged
+	info    string       // its inferd_model_info series
+	// users counts the handlers holding the model (Server.acquire), so a
+	// reload retires it only once they are done.
+	users atomic.Int64
 
 	inBytes  []int // row bytes per input
 	outBytes []int // row bytes per output
@@ -81,7 +86,7 @@ func OpenModel(c config.Model, rt config.Runtime, set *metrics.Set, log *slog.Lo
 		}
 		log.Info("device chosen", "model", c.Name, "device", sess.Device().String(), "why", why)
 	}
-	m := &Model{Name: c.Name, Path: path, session: sess, softmax: c.Softmax, stats: newModelStats(sess.MaxBatch())}
+	m := &Model{Name: c.Name, Path: path, session: sess, softmax: c.Softmax, stats: newModelStats(sess.MaxBatch()), cfg: c}
 	for _, t := range sess.Inputs() {
 		m.inBytes = append(m.inBytes, t.RowBytes())
 	}
@@ -113,8 +118,9 @@ func OpenModel(c config.Model, rt config.Runtime, set *metrics.Set, log *slog.Lo
 		return nil, fmt.Errorf("model %q: %w", c.Name, err)
 	}
 	m.jobs.New = func() any { return m.newJob() }
-	set.GetOrCreateGauge(fmt.Sprintf(`inferd_model_info{model=%q,device=%q,runtime=%q,max_batch="%d",instances="%d"}`,
-		c.Name, sess.Device().String(), sess.RuntimeVersion(), sess.MaxBatch(), sess.Instances()), func() float64 { return 1 })
+	m.info = fmt.Sprintf(`inferd_model_info{model=%q,device=%q,runtime=%q,max_batch="%d",instances="%d"}`,
+		c.Name, sess.Device().String(), sess.RuntimeVersion(), sess.MaxBatch(), sess.Instances())
+	set.GetOrCreateGauge(m.info, func() float64 { return 1 })
 	m.ready.Store(true)
 	images := "none (not an image model)"
 	if m.pre != nil {

@@ -90,11 +90,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 		return "", epOther
 	}
 	name, rest, _ := bytes.Cut(rest, []byte("/"))
-	m := s.model(string(name))
+	m := s.acquire(string(name))
 	if m == nil {
 		writeError(ctx, errorf(http.StatusNotFound, "unknown model %q (this server has %s)", name, s.modelList()))
 		return "", epOther
 	}
+	defer m.users.Add(-1)
 	if v, after, ok := bytes.Cut(rest, []byte("/")); ok && string(v) == "versions" {
 		version, tail, _ := bytes.Cut(after, []byte("/"))
 		if string(version) != "1" {

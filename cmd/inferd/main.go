@@ -6,6 +6,9 @@
 //
 // With register.enabled (or -consul) the replica registers itself in Consul
 // once its models are loaded and deregisters at the end of its shutdown.
+// SIGTERM or SIGINT shuts down gracefully; SIGHUP reloads the models of the
+// config file without dropping a request (the other sections need a
+// restart).
 package main
 
 import (
@@ -17,6 +20,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"reflect"
+	"slices"
 	"syscall"
 	"time"
 
@@ -57,20 +62,9 @@ func run() error {
 			return err
 		}
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	if *consul != "" {
-		cfg.Register.Enabled = true
-		cfg.Register.ConsulAddr = *consul
-	}
-	if *device != "" {
-		for i := range cfg.Models {
-			cfg.Models[i].Device = *device
-		}
-		if err := cfg.Validate(); err != nil {
-			return err
-		}
+	fl := overrides{listen: *listen, consul: *consul, device: *device}
+	if err := fl.apply(cfg); err != nil {
+		return err
 	}
 	if *check {
 		fmt.Printf("config ok: %d model(s), listen %s\n", len(cfg.Models), cfg.Listen)
@@ -101,12 +95,20 @@ func run() error {
 	}
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case s := <-sig:
-		log.Info("shutting down", "signal", s.String())
-	case err := <-served:
-		return err
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				reload(*path, fl, cfg, srv, reg, log)
+				continue
+			}
+			log.Info("shutting down", "signal", s.String())
+			break wait
+		case err := <-served:
+			return err
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.DrainDelay+cfg.Server.ShutdownTimeout)
 	defer cancel()
@@ -141,11 +143,6 @@ func newRegistrar(cfg *config.Config, addr string, srv *server.Server, log *slog
 	if rc.Address != "" {
 		host = rc.Address
 	}
-	var models, devices []string
-	for _, m := range srv.Models() {
-		models = append(models, m.Name)
-		devices = append(devices, m.Device())
-	}
 	return register.New(register.Config{
 		ConsulAddr:      rc.ConsulAddr,
 		Service:         rc.Service,
@@ -153,11 +150,90 @@ func newRegistrar(cfg *config.Config, addr string, srv *server.Server, log *slog
 		Address:         host,
 		Port:            port,
 		Tags:            rc.Tags,
-		Meta:            register.Meta(models, devices, server.Version),
+		Meta:            modelMeta(srv),
 		CheckInterval:   rc.CheckInterval,
 		CheckTimeout:    rc.CheckTimeout,
 		DeregisterAfter: rc.DeregisterAfter,
 		SyncInterval:    rc.SyncInterval,
 		Ready:           srv.Ready,
 	}, log)
+}
+
+// overrides are the command-line flags that override the config file.
+type overrides struct{ listen, consul, device string }
+
+// apply sets the flags given on cfg and validates it again.
+func (o overrides) apply(cfg *config.Config) error {
+	if o.listen != "" {
+		cfg.Listen = o.listen
+	}
+	if o.consul != "" {
+		cfg.Register.Enabled = true
+		cfg.Register.ConsulAddr = o.consul
+	}
+	if o.device != "" {
+		for i := range cfg.Models {
+			cfg.Models[i].Device = o.device
+		}
+	}
+	return cfg.Validate()
+}
+
+// modelMeta is the Consul service meta of the models srv serves.
+func modelMeta(srv *server.Server) map[string]string {
+	var models, devices []string
+	for _, m := range srv.Models() {
+		models = append(models, m.Name)
+		devices = append(devices, m.Device())
+	}
+	return register.Meta(models, devices, server.Version)
+}
+
+// reload re-reads the config file on SIGHUP and serves its models: added,
+// changed and removed ones without dropping a request (server.Reload). The
+// other sections need a restart, and the log says which changed. A file
+// that does not load, or a model that does not open, changes nothing.
+func reload(path string, fl overrides, cur *config.Config, srv *server.Server, reg *register.Registrar, log *slog.Logger) {
+	if path == "" {
+		log.Warn("SIGHUP: no -config file to reload; serving the built-in default as before")
+		return
+	}
+	start := time.Now()
+	next, err := config.Load(path)
+	if err == nil {
+		err = fl.apply(next)
+	}
+	if err != nil {
+		log.Error("reload failed; still serving the previous models", "err", err)
+		return
+	}
+	var restart []string
+	for name, same := range map[string]bool{
+		"listen":   next.Listen == cur.Listen,
+		"runtime":  reflect.DeepEqual(next.Runtime, cur.Runtime),
+		"server":   reflect.DeepEqual(next.Server, cur.Server),
+		"register": reflect.DeepEqual(next.Register, cur.Register),
+	} {
+		if !same {
+			restart = append(restart, name)
+		}
+	}
+	if len(restart) > 0 {
+		slices.Sort(restart)
+		log.Warn("reload applies models only: restart the replica for the other changes", "changed", restart)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cur.Server.ShutdownTimeout)
+	defer cancel()
+	res, err := srv.Reload(ctx, next.Models)
+	if err != nil {
+		log.Error("reload failed", "err", err)
+		if len(res.Added)+len(res.Replaced)+len(res.Removed)+len(res.Kept) == 0 {
+			return
+		}
+	}
+	log.Info("reloaded", "added", res.Added, "replaced", res.Replaced, "removed", res.Removed, "kept", res.Kept,
+		"took", time.Since(start).Round(time.Millisecond))
+	if reg != nil {
+		reg.SetMeta(modelMeta(srv))
+	}
 }

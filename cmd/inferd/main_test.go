@@ -167,3 +167,62 @@ models:
 		}
 	}
 }
+
+// SIGHUP reloads the models of the config file: a model is added and the
+// replica keeps serving; a broken file changes nothing and says why.
+func TestSIGHUPReloadsModels(t *testing.T) {
+	testbed.NeedORT(t)
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped under -short")
+	}
+	bin := build(t)
+	dir := t.TempDir()
+	port := testbed.FreePort(t, false)
+	cfg := filepath.Join(dir, "inferd.yaml")
+	write := func(models string) {
+		t.Helper()
+		yaml := fmt.Sprintf("listen: 127.0.0.1:%d\nruntime: {model_dir: %q}\nmodels:\n%s", port, dir, models)
+		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("  - {name: tiny, path: \"builtin:tiny\", device: cpu, max_batch: 4}\n")
+	p := testbed.Start(t, dir, "inferd", nil, bin, "-config", cfg)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	status := func(path string) int {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if _, ok := testbed.WaitFor(60*time.Second, func() bool { return status("/v2/health/ready") == 200 }); !ok {
+		t.Fatalf("not ready:\n%s", p.Tail(20))
+	}
+
+	write("  - {name: tiny, path: \"builtin:tiny\", device: cpu, max_batch: 4}\n  - {name: tiny2, path: \"builtin:tiny\", device: cpu, max_batch: 2}\n")
+	p.Signal(syscall.SIGHUP)
+	if _, ok := testbed.WaitFor(30*time.Second, func() bool { return status("/v2/models/tiny2/ready") == 200 }); !ok {
+		t.Fatalf("tiny2 not served after SIGHUP:\n%s", p.Tail(20))
+	}
+	if status("/v2/models/tiny/ready") != 200 || !bytes.Contains([]byte(p.Tail(5)), []byte("msg=reloaded")) {
+		t.Errorf("after the reload tiny answers %d; log:\n%s", status("/v2/models/tiny/ready"), p.Tail(5))
+	}
+
+	write("  - {name: tiny, devise: cpu}\n")
+	p.Signal(syscall.SIGHUP)
+	if _, ok := testbed.WaitFor(10*time.Second, func() bool {
+		return bytes.Contains([]byte(p.Tail(5)), []byte("reload failed; still serving the previous models"))
+	}); !ok {
+		t.Errorf("no reload failure logged:\n%s", p.Tail(10))
+	}
+	if status("/v2/models/tiny2/ready") != 200 || !p.Running() {
+		t.Errorf("a broken file changed what is served (running %v):\n%s", p.Running(), p.Tail(10))
+	}
+	p.Signal(syscall.SIGTERM)
+	p.Wait()
+	if code := p.ExitCode(); code != 0 {
+		t.Errorf("exit %d after SIGTERM:\n%s", code, p.Tail(10))
+	}
+}
