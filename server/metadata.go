@@ -92,7 +92,8 @@ func (s *Server) repositoryIndex(ctx *fasthttp.RequestCtx) {
 }
 
 // modelControl answers the repository extension's load and unload: inferd
-// serves the models of its config file, so both are refused, saying so.
+// serves the models of its config file (reloaded on SIGHUP), so both are
+// refused, saying so.
 func (s *Server) modelControl(ctx *fasthttp.RequestCtx, name, action []byte) {
-	writeError(ctx, errorf(http.StatusBadRequest, "%s of model %q refused: inferd serves the models its config file lists (%s); change the file and restart the replica", action, name, s.modelList()))
+	writeError(ctx, errorf(http.StatusBadRequest, "%s of model %q refused: inferd serves the models its config file lists (%s); change the file and send the replica SIGHUP", action, name, s.modelList()))
 }
