@@ -71,6 +71,11 @@ func run() error {
 		return nil
 	}
 
+	// SIGHUP from the start, so that one sent while models load waits for
+	// them rather than killing the process; SIGTERM and SIGINT keep their
+	// default (exit) until the replica is up.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	srv := server.New(cfg, nil, log)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -95,15 +100,13 @@ func run() error {
 	}
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 wait:
 	for {
 		select {
+		case <-hup:
+			reload(*path, fl, cfg, srv, reg, log)
 		case s := <-sig:
-			if s == syscall.SIGHUP {
-				reload(*path, fl, cfg, srv, reg, log)
-				continue
-			}
 			log.Info("shutting down", "signal", s.String())
 			break wait
 		case err := <-served:
