@@ -42,6 +42,10 @@ func (r *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(tw, "Server compute\t[mean, 50, 99]\t%s, %s, %s\n", round(s.ComputeMean), round(s.ComputeP50), round(s.ComputeP99))
 		}
 		fmt.Fprintf(tw, "Server rejected\t[reason:count]\t%s\n", joinCounts(s.Rejected, "%s:%.0f"))
+		if r.Requests > 0 && s.Requests < 0.9*float64(r.Requests) {
+			fmt.Fprintf(tw, "Server note\t\tthe server counted %.0f%% of the requests: behind a load balancer the view is one replica's\n",
+				100*s.Requests/float64(r.Requests))
+		}
 	} else if r.ServerError != "" {
 		fmt.Fprintf(tw, "Server\t\tno view: %s\n", r.ServerError)
 	}

@@ -57,8 +57,19 @@ func TestFormatsParseBack(t *testing.T) {
 					t.Errorf("no line starting %q in\n%s", prefix, out)
 				}
 			}
-			if !strings.Contains(out, "100.00%") || !strings.Contains(out, "200:") {
+			if !strings.Contains(out, "100.00%") || !strings.Contains(out, "200:") || strings.Contains(out, "Server note") {
 				t.Errorf("text:\n%s", out)
+			}
+			// A view that saw a third of the requests (one replica of three
+			// behind HAProxy) says so.
+			part := *rep
+			view := *rep.Server
+			view.Requests = float64(rep.Requests) / 3
+			part.Server = &view
+			var b bytes.Buffer
+			part.WriteText(&b)
+			if !strings.Contains(b.String(), "Server note") || !strings.Contains(b.String(), "33%") {
+				t.Errorf("a one-replica view without its note:\n%s", b.String())
 			}
 		}},
 	}
