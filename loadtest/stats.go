@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/url"
 	"time"
+
+	"github.com/inferd/inferd/kserve"
 )
 
 // The server view from the statistics extension (Triton's, which inferd
@@ -13,46 +15,25 @@ import (
 // Triton itself, whose /metrics is on another port. It has counts and
 // cumulative times, so the view has means and no quantiles.
 
-// statDuration is a count and cumulative nanoseconds.
-type statDuration struct {
-	Count uint64 `json:"count"`
-	Ns    uint64 `json:"ns"`
-}
-
-// modelStatistics is the part of /v2/models/M/stats the view reads.
-type modelStatistics struct {
-	Name           string `json:"name"`
-	InferenceCount uint64 `json:"inference_count"`
-	ExecutionCount uint64 `json:"execution_count"`
-	InferenceStats struct {
-		Success      statDuration `json:"success"`
-		Fail         statDuration `json:"fail"`
-		Queue        statDuration `json:"queue"`
-		ComputeInfer statDuration `json:"compute_infer"`
-	} `json:"inference_stats"`
-}
-
 // fetchStats reads the model's statistics; a server may list several
 // versions: their counters are added up.
-func fetchStats(ctx context.Context, base, model string) (*modelStatistics, error) {
+func fetchStats(ctx context.Context, base, model string) (*kserve.ModelStatistics, error) {
 	body, err := get(ctx, base, "/v2/models/"+url.PathEscape(model)+"/stats")
 	if err != nil {
 		return nil, fmt.Errorf("model statistics: %w", err)
 	}
-	var resp struct {
-		ModelStats []modelStatistics `json:"model_stats"`
-	}
+	var resp kserve.StatisticsResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
 		return nil, fmt.Errorf("model statistics: %w", err)
 	}
 	if len(resp.ModelStats) == 0 {
 		return nil, fmt.Errorf("model statistics: none for model %q", model)
 	}
-	sum := &modelStatistics{Name: model}
+	sum := &kserve.ModelStatistics{Name: model}
 	for _, s := range resp.ModelStats {
 		sum.InferenceCount += s.InferenceCount
 		sum.ExecutionCount += s.ExecutionCount
-		for _, p := range []struct{ dst, src *statDuration }{
+		for _, p := range []struct{ dst, src *kserve.StatDuration }{
 			{&sum.InferenceStats.Success, &s.InferenceStats.Success},
 			{&sum.InferenceStats.Fail, &s.InferenceStats.Fail},
 			{&sum.InferenceStats.Queue, &s.InferenceStats.Queue},
@@ -66,7 +47,7 @@ func fetchStats(ctx context.Context, base, model string) (*modelStatistics, erro
 }
 
 // meanDelta is the mean duration of what was added between a and b.
-func meanDelta(a, b statDuration) time.Duration {
+func meanDelta(a, b kserve.StatDuration) time.Duration {
 	if b.Count <= a.Count {
 		return 0
 	}
@@ -74,7 +55,7 @@ func meanDelta(a, b statDuration) time.Duration {
 }
 
 // statsView computes the server view between two statistics snapshots.
-func statsView(before, after *modelStatistics) *ServerView {
+func statsView(before, after *kserve.ModelStatistics) *ServerView {
 	b, a := &before.InferenceStats, &after.InferenceStats
 	v := &ServerView{
 		Source:      SourceStatistics,
@@ -97,7 +78,7 @@ func statsView(before, after *modelStatistics) *ServerView {
 // when it has them for the model, else its statistics.
 type serverSnapshot struct {
 	metrics metricsSnapshot
-	stats   *modelStatistics
+	stats   *kserve.ModelStatistics
 }
 
 // snapshot reads the server's metrics, falling back to the statistics

@@ -10,21 +10,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferd/inferd/kserve"
 	"github.com/inferd/inferd/loadtest/testserver"
 )
 
 func TestStatsView(t *testing.T) {
-	var before, after modelStatistics
+	var before, after kserve.ModelStatistics
 	before.InferenceCount, before.ExecutionCount = 10, 4
-	before.InferenceStats.Success = statDuration{Count: 10, Ns: 1e9}
-	before.InferenceStats.Queue = statDuration{Count: 10, Ns: 5e6}
-	before.InferenceStats.ComputeInfer = statDuration{Count: 10, Ns: 2e7}
+	before.InferenceStats.Success = kserve.StatDuration{Count: 10, Ns: 1e9}
+	before.InferenceStats.Queue = kserve.StatDuration{Count: 10, Ns: 5e6}
+	before.InferenceStats.ComputeInfer = kserve.StatDuration{Count: 10, Ns: 2e7}
 	after = before
 	after.InferenceCount, after.ExecutionCount = 40, 8 // 30 rows in 4 batches
-	after.InferenceStats.Success = statDuration{Count: 30, Ns: 3e9}
-	after.InferenceStats.Fail = statDuration{Count: 2, Ns: 1e6}
-	after.InferenceStats.Queue = statDuration{Count: 30, Ns: 5e6 + 20*3e6}
-	after.InferenceStats.ComputeInfer = statDuration{Count: 30, Ns: 2e7 + 20*8e6}
+	after.InferenceStats.Success = kserve.StatDuration{Count: 30, Ns: 3e9}
+	after.InferenceStats.Fail = kserve.StatDuration{Count: 2, Ns: 1e6}
+	after.InferenceStats.Queue = kserve.StatDuration{Count: 30, Ns: 5e6 + 20*3e6}
+	after.InferenceStats.ComputeInfer = kserve.StatDuration{Count: 30, Ns: 2e7 + 20*8e6}
 	v := statsView(&before, &after)
 	if v.Source != SourceStatistics || v.Requests != 22 || v.Batches != 4 || v.MeanBatch != 7.5 ||
 		v.QueueMean != 3*time.Millisecond || v.ComputeMean != 8*time.Millisecond || v.Rejected["failed"] != 2 {

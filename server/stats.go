@@ -1,11 +1,13 @@
 package server
 
 import (
-	"strings"
+	"bytes"
 	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/inferd/inferd/kserve"
 )
 
 // Triton's model statistics and model configuration extensions, which
@@ -15,8 +17,7 @@ import (
 //	GET /v2/models/stats, /v2/models/M[/versions/V]/stats
 //	GET /v2/models/M[/versions/V]/config
 //
-// Durations are cumulative nanoseconds per request, as Triton counts them:
-// a request in a batch of n is charged the whole batch's compute time.
+// The JSON is kserve's StatisticsResponse; the counters here are atomics.
 
 // durStat is a count and its cumulative duration.
 type durStat struct{ count, ns atomic.Uint64 }
@@ -26,8 +27,8 @@ func (d *durStat) add(t time.Duration) {
 	d.ns.Add(uint64(max(t, 0)))
 }
 
-func (d *durStat) value() statDuration {
-	return statDuration{Count: d.count.Load(), Ns: d.ns.Load()}
+func (d *durStat) value() kserve.StatDuration {
+	return kserve.StatDuration{Count: d.count.Load(), Ns: d.ns.Load()}
 }
 
 // modelStats are one model's counters since it was loaded.
@@ -88,62 +89,26 @@ func (m *Model) submit(j *job, start time.Time) error {
 	return err
 }
 
-// The JSON of the statistics extension.
-type (
-	statDuration struct {
-		Count uint64 `json:"count"`
-		Ns    uint64 `json:"ns"`
-	}
-	inferenceStats struct {
-		Success       statDuration `json:"success"`
-		Fail          statDuration `json:"fail"`
-		Queue         statDuration `json:"queue"`
-		ComputeInput  statDuration `json:"compute_input"`
-		ComputeInfer  statDuration `json:"compute_infer"`
-		ComputeOutput statDuration `json:"compute_output"`
-		CacheHit      statDuration `json:"cache_hit"`
-		CacheMiss     statDuration `json:"cache_miss"`
-	}
-	batchStats struct {
-		BatchSize     int          `json:"batch_size"`
-		ComputeInput  statDuration `json:"compute_input"`
-		ComputeInfer  statDuration `json:"compute_infer"`
-		ComputeOutput statDuration `json:"compute_output"`
-	}
-	modelStatistics struct {
-		Name           string         `json:"name"`
-		Version        string         `json:"version"`
-		LastInference  uint64         `json:"last_inference"`
-		InferenceCount uint64         `json:"inference_count"`
-		ExecutionCount uint64         `json:"execution_count"`
-		InferenceStats inferenceStats `json:"inference_stats"`
-		BatchStats     []batchStats   `json:"batch_stats"`
-	}
-	statisticsResponse struct {
-		ModelStats []modelStatistics `json:"model_stats"`
-	}
-)
-
-func (m *Model) statistics() modelStatistics {
+func (m *Model) statistics() kserve.ModelStatistics {
 	s := m.stats
-	out := modelStatistics{
+	out := kserve.ModelStatistics{
 		Name: m.Name, Version: "1",
 		LastInference:  s.last.Load(),
 		InferenceCount: s.inferences.Load(),
 		ExecutionCount: s.executions.Load(),
-		InferenceStats: inferenceStats{
+		InferenceStats: kserve.InferenceStats{
 			Success: s.success.value(), Fail: s.fail.value(), Queue: s.queue.value(),
 			ComputeInput: s.computeInput.value(), ComputeInfer: s.computeInfer.value(),
 			ComputeOutput: s.computeOutput.value(),
 		},
-		BatchStats: []batchStats{},
+		BatchStats: []kserve.BatchStats{},
 	}
 	for n := 1; n < len(s.batches); n++ {
 		b := &s.batches[n]
 		if b.infer.count.Load() == 0 {
 			continue
 		}
-		out.BatchStats = append(out.BatchStats, batchStats{BatchSize: n,
+		out.BatchStats = append(out.BatchStats, kserve.BatchStats{BatchSize: n,
 			ComputeInput: b.input.value(), ComputeInfer: b.infer.value(), ComputeOutput: b.output.value()})
 	}
 	return out
@@ -152,7 +117,7 @@ func (m *Model) statistics() modelStatistics {
 // modelStatistics serves the statistics of m, or of every model when m is
 // nil.
 func (s *Server) modelStatistics(ctx *fasthttp.RequestCtx, m *Model) {
-	resp := statisticsResponse{ModelStats: []modelStatistics{}}
+	resp := kserve.StatisticsResponse{ModelStats: []kserve.ModelStatistics{}}
 	if m != nil {
 		resp.ModelStats = append(resp.ModelStats, m.statistics())
 	} else {
@@ -249,7 +214,7 @@ func (s *Server) modelConfig(ctx *fasthttp.RequestCtx, m *Model) {
 }
 
 // statsPath reports whether path is /v2/models/stats, which names no
-// model.
+// model. Every model request passes here: bytes, so nothing is allocated.
 func statsPath(path []byte) bool {
-	return strings.TrimSuffix(string(path), "/") == "/v2/models/stats"
+	return string(bytes.TrimSuffix(path, []byte("/"))) == "/v2/models/stats"
 }

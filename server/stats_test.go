@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/kserve"
 )
 
 // GET /v2/models/M/config answers Triton's model configuration: what
@@ -84,7 +85,7 @@ func TestModelStatistics(t *testing.T) {
 	ts.do(t, "POST", "/v2/models/tiny/infer", "", []byte(short)).wantError(t, http.StatusGatewayTimeout, "")
 	ts.do(t, "POST", "/v2/models/tiny/infer", "application/json", []byte(`{"inputs":[]}`)).wantError(t, 400, "")
 
-	var resp statisticsResponse
+	var resp kserve.StatisticsResponse
 	r := ts.do(t, "GET", "/v2/models/tiny/stats", "", nil)
 	if r.code != 200 {
 		t.Fatalf("%d %s", r.code, r.body)
@@ -102,7 +103,7 @@ func TestModelStatistics(t *testing.T) {
 	if is.Fail.Count != 1 {
 		t.Errorf("fail %+v, want 1 (the expired request)", is.Fail)
 	}
-	for name, d := range map[string]statDuration{"queue": is.Queue, "compute_input": is.ComputeInput,
+	for name, d := range map[string]kserve.StatDuration{"queue": is.Queue, "compute_input": is.ComputeInput,
 		"compute_infer": is.ComputeInfer, "compute_output": is.ComputeOutput} {
 		if d.Count != is.Success.Count || d.Ns == 0 {
 			t.Errorf("%s %+v: want count %d and some time", name, d, is.Success.Count)
@@ -127,7 +128,7 @@ func TestModelStatistics(t *testing.T) {
 		t.Errorf("last_inference %v, want during the test", last)
 	}
 
-	var all statisticsResponse
+	var all kserve.StatisticsResponse
 	ts.do(t, "GET", "/v2/models/stats", "", nil).json(t, &all)
 	if len(all.ModelStats) != 2 || all.ModelStats[0].Name != "tiny" || all.ModelStats[1].Name != "tiny2" ||
 		all.ModelStats[1].InferenceCount != 0 || all.ModelStats[1].BatchStats == nil {
