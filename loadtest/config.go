@@ -1,10 +1,12 @@
 package loadtest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -101,24 +103,12 @@ type Config struct {
 
 // withDefaults fills in defaults and checks the fields.
 func (c Config) withDefaults() (Config, error) {
-	if c.Endpoint == "" {
-		c.Endpoint = Classify
-	}
-	if c.Duration == 0 {
-		c.Duration = 10 * time.Second
-	}
-	if c.Pacer == "" {
-		c.Pacer = PacerConstant
-	}
-	if c.AcceptEncoding == "" {
-		c.AcceptEncoding = "identity"
-	}
-	if c.Timeout == 0 {
-		c.Timeout = 30 * time.Second
-	}
-	if c.MaxWorkers == 0 {
-		c.MaxWorkers = 1024
-	}
+	c.Endpoint = cmp.Or(c.Endpoint, Classify)
+	c.Duration = cmp.Or(c.Duration, 10*time.Second)
+	c.Pacer = cmp.Or(c.Pacer, PacerConstant)
+	c.AcceptEncoding = cmp.Or(c.AcceptEncoding, "identity")
+	c.Timeout = cmp.Or(c.Timeout, 30*time.Second)
+	c.MaxWorkers = cmp.Or(c.MaxWorkers, 1024)
 	if c.Pacer == PacerRamp && c.RampTo == 0 {
 		c.RampTo = 2 * c.Rate
 	}
@@ -146,11 +136,7 @@ func (c Config) validate() error {
 	if c.Model == "" && c.Endpoint != Recognize {
 		return errors.New("no model name")
 	}
-	found := false
-	for _, e := range Endpoints {
-		found = found || e == c.Endpoint
-	}
-	if !found {
+	if !slices.Contains(Endpoints, c.Endpoint) {
 		return fmt.Errorf("endpoint %q: want one of %s", c.Endpoint, endpointList())
 	}
 	if c.Tensor != "" && c.Endpoint != InferJSON && c.Endpoint != InferBinary {

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,30 +81,14 @@ type SLOResult struct {
 }
 
 func (s SLO) withDefaults() (SLO, error) {
-	if s.MaxErrorRate == 0 {
-		s.MaxErrorRate = 0.01
-	}
-	if s.StartRate == 0 {
-		s.StartRate = 10
-	}
-	if s.MaxRate == 0 {
-		s.MaxRate = 100000
-	}
-	if s.MinRate == 0 {
-		s.MinRate = s.StartRate / 64
-	}
-	if s.Window == 0 {
-		s.Window = DefaultWindow
-	}
-	if s.MaxWindows == 0 {
-		s.MaxWindows = 4
-	}
-	if s.Stability == 0 {
-		s.Stability = 0.10
-	}
-	if s.Precision == 0 {
-		s.Precision = 0.05
-	}
+	s.MaxErrorRate = cmp.Or(s.MaxErrorRate, 0.01)
+	s.StartRate = cmp.Or(s.StartRate, 10)
+	s.MaxRate = cmp.Or(s.MaxRate, 100000)
+	s.MinRate = cmp.Or(s.MinRate, s.StartRate/64)
+	s.Window = cmp.Or(s.Window, DefaultWindow)
+	s.MaxWindows = cmp.Or(s.MaxWindows, 4)
+	s.Stability = cmp.Or(s.Stability, 0.10)
+	s.Precision = cmp.Or(s.Precision, 0.05)
 	switch {
 	case s.P99 <= 0:
 		return s, errors.New("slo: no p99 target (want e.g. 100ms)")

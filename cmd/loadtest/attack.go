@@ -28,14 +28,11 @@ func attack(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if c.cfg.Rate == 0 && c.cfg.Concurrency == 0 {
 		return usageError(stderr, errors.New("attack needs -rate (open loop) or -concurrency (closed loop)"))
 	}
-	out, err := openOutput(c.output)
+	closeResults, err := c.openResults()
 	if err != nil {
 		return fail(stderr, err)
 	}
-	if out != nil {
-		defer out.Close()
-		c.cfg.Output = out
-	}
+	defer closeResults()
 	if *plotPath != "" {
 		f, err := os.Create(*plotPath)
 		if err != nil {
@@ -56,10 +53,8 @@ func attack(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	if out != nil {
-		if err := out.Close(); err != nil {
-			return fail(stderr, fmt.Errorf("results file: %w", err))
-		}
+	if err := closeResults(); err != nil {
+		return fail(stderr, err)
 	}
 	return exitOK
 }

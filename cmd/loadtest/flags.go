@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/inferd/inferd/loadtest"
@@ -69,16 +70,28 @@ func usageError(stderr io.Writer, err error) int {
 	return exitUsage
 }
 
-// openOutput creates the results file, if one is asked for.
-func openOutput(path string) (*os.File, error) {
-	if path == "" {
-		return nil, nil
+// openResults creates the results file named by -output, if any, and
+// points c.cfg.Output at it. The returned function closes it, reporting a
+// failed close (results lost); it is safe to call more than once.
+func (c *common) openResults() (closeResults func() error, err error) {
+	if c.output == "" {
+		return func() error { return nil }, nil
 	}
-	f, err := os.Create(path)
+	f, err := os.Create(c.output)
 	if err != nil {
 		return nil, fmt.Errorf("results file: %w", err)
 	}
-	return f, nil
+	c.cfg.Output = f
+	var once sync.Once
+	return func() error {
+		var err error
+		once.Do(func() {
+			if cerr := f.Close(); cerr != nil {
+				err = fmt.Errorf("results file: %w", cerr)
+			}
+		})
+		return err
+	}, nil
 }
 
 // parseList parses "10,20,40".

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -37,14 +36,11 @@ func sweep(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(stderr, err)
 	}
-	out, err := openOutput(c.output)
+	closeResults, err := c.openResults()
 	if err != nil {
 		return fail(stderr, err)
 	}
-	if out != nil {
-		defer out.Close()
-		c.cfg.Output = out
-	}
+	defer closeResults()
 	if isTerminal(stderr) {
 		c.cfg.Progress = stderr
 	}
@@ -52,10 +48,8 @@ func sweep(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := loadtest.Sweep(ctx, c.cfg, points, *concs != "", each); err != nil {
 		return fail(stderr, err)
 	}
-	if out != nil {
-		if err := out.Close(); err != nil {
-			return fail(stderr, fmt.Errorf("results file: %w", err))
-		}
+	if err := closeResults(); err != nil {
+		return fail(stderr, err)
 	}
 	return exitOK
 }
