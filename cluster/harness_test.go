@@ -12,16 +12,17 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/inferd/inferd/internal/testbed"
 )
 
-// repoRoot is the checkout, one level up from this package.
-var repoRoot, _ = filepath.Abs("..")
+// repoRoot is the checkout.
+var repoRoot = testbed.RepoRoot()
 
 var probe = &http.Client{Timeout: 2 * time.Second}
 

@@ -91,7 +91,7 @@ func (s *Server) Reload(ctx context.Context, cfgs []config.Model) (ReloadResult,
 		if err := m.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("closing the previous %q: %w", m.Name, err))
 		}
-		if !s.servesInfo(next, m.info) {
+		if !servesInfo(next, m.info) {
 			s.set.UnregisterMetric(m.info)
 		}
 	}
@@ -99,7 +99,7 @@ func (s *Server) Reload(ctx context.Context, cfgs []config.Model) (ReloadResult,
 }
 
 // servesInfo reports whether a model of set has the info series name.
-func (s *Server) servesInfo(set *modelSet, name string) bool {
+func servesInfo(set *modelSet, name string) bool {
 	for _, m := range set.order {
 		if m.info == name {
 			return true

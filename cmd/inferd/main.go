@@ -165,7 +165,8 @@ func newRegistrar(cfg *config.Config, addr string, srv *server.Server, log *slog
 // overrides are the command-line flags that override the config file.
 type overrides struct{ listen, consul, device string }
 
-// apply sets the flags given on cfg and validates it again.
+// apply sets the flags given on cfg, a config that config.Load or
+// config.Default already validated; a device given is validated again.
 func (o overrides) apply(cfg *config.Config) error {
 	if o.listen != "" {
 		cfg.Listen = o.listen
@@ -174,10 +175,11 @@ func (o overrides) apply(cfg *config.Config) error {
 		cfg.Register.Enabled = true
 		cfg.Register.ConsulAddr = o.consul
 	}
-	if o.device != "" {
-		for i := range cfg.Models {
-			cfg.Models[i].Device = o.device
-		}
+	if o.device == "" {
+		return nil
+	}
+	for i := range cfg.Models {
+		cfg.Models[i].Device = o.device
 	}
 	return cfg.Validate()
 }

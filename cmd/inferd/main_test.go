@@ -30,6 +30,17 @@ func build(t *testing.T) string {
 	return bin
 }
 
+// buildServing is build for the tests that run the server: they need ONNX
+// Runtime and are skipped under -short.
+func buildServing(t *testing.T) string {
+	t.Helper()
+	testbed.NeedORT(t)
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped under -short")
+	}
+	return build(t)
+}
+
 func TestCheckConfig(t *testing.T) {
 	bin := build(t)
 	out, err := exec.Command(bin, "-check-config", "-config", "../../configs/inferd.yaml").CombinedOutput()
@@ -47,11 +58,7 @@ func TestCheckConfig(t *testing.T) {
 // SIGTERM under steady load: every request sent before the signal
 // succeeds, the process logs each shutdown step and exits 0.
 func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
-	testbed.NeedORT(t)
-	if testing.Short() {
-		t.Skip("builds and runs the binary; skipped under -short")
-	}
-	bin := build(t)
+	bin := buildServing(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "inferd.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`
@@ -171,11 +178,7 @@ models:
 // SIGHUP reloads the models of the config file: a model is added and the
 // replica keeps serving; a broken file changes nothing and says why.
 func TestSIGHUPReloadsModels(t *testing.T) {
-	testbed.NeedORT(t)
-	if testing.Short() {
-		t.Skip("builds and runs the binary; skipped under -short")
-	}
-	bin := build(t)
+	bin := buildServing(t)
 	dir := t.TempDir()
 	port := testbed.FreePort(t, false)
 	cfg := filepath.Join(dir, "inferd.yaml")

@@ -57,7 +57,7 @@ func (c *Consul) URL(path string) string { return "http://" + c.Addr() + path }
 func (c *Consul) Start() time.Duration {
 	c.t.Helper()
 	c.Proc = Start(c.t, c.dir, "consul", nil, c.bin, "agent", "-dev",
-		"-config-file", filepath.Join(repoRoot(), "configs", "consul-dev.hcl"),
+		"-config-file", filepath.Join(RepoRoot(), "configs", "consul-dev.hcl"),
 		"-http-port", strconv.Itoa(c.HTTP), "-dns-port", strconv.Itoa(c.DNS),
 		"-serf-lan-port", strconv.Itoa(c.serfLAN), "-serf-wan-port", strconv.Itoa(c.serfWAN),
 		"-server-port", strconv.Itoa(c.server), "-grpc-port", "-1", "-grpc-tls-port", "-1")
@@ -87,8 +87,8 @@ func (c *Consul) Stop() {
 	}
 }
 
-// repoRoot is the checkout: two levels up from this file.
-func repoRoot() string {
+// RepoRoot is the checkout: two levels up from this file.
+func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }

@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// ORTLibEnv names the ONNX Runtime library for inferd and its tests.
+// ORTLibEnv names the ONNX Runtime library for inferd and its tests. It is
+// gpu.LibraryEnv, spelled again because gpu's own tests import testbed.
 const ORTLibEnv = "INFERD_ORT_LIB"
 
 // ORTLibrary finds the ONNX Runtime library for tests: $INFERD_ORT_LIB,
@@ -19,7 +20,7 @@ func ORTLibrary() string {
 	if p := os.Getenv(ORTLibEnv); p != "" {
 		return p
 	}
-	p := filepath.Join(repoRoot(), ".deps", "ort", "libonnxruntime.so.1")
+	p := filepath.Join(RepoRoot(), ".deps", "ort", "libonnxruntime.so.1")
 	if _, err := os.Stat(p); err != nil {
 		return ""
 	}

@@ -38,7 +38,10 @@ func TestToolEnvWins(t *testing.T) {
 	if got := Tool(t, "INFERD_TESTBED_PROBE", "", "no-such-program", false); got != "/bin/sh" {
 		t.Errorf("Tool = %q", got)
 	}
-	if _, err := os.Stat(repoRoot() + "/configs/consul-dev.hcl"); err != nil {
-		t.Errorf("repoRoot %s: %v", repoRoot(), err)
+}
+
+func TestRepoRoot(t *testing.T) {
+	if _, err := os.Stat(RepoRoot() + "/configs/consul-dev.hcl"); err != nil {
+		t.Errorf("RepoRoot %s: %v", RepoRoot(), err)
 	}
 }
