@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"testing"
 
@@ -152,13 +153,20 @@ func TestCompressedResponses(t *testing.T) {
 			t.Errorf("Accept-Encoding %q: %d bytes compressed, %d plain", c.accept, len(r.body), len(plain.body))
 		}
 	}
-	// Random-looking FP32 in binary does not compress: it goes out plain.
+	// A binary answer goes out compressed only when that is smaller (the
+	// tiny model's probabilities compress a little; random floats would
+	// not: TestIncompressibleResponseGoesPlain).
 	bin, hlen := binaryInfer(1, floats(3*224*224, 0.2), true)
-	if r := ts.do(t, "POST", "/v2/models/tiny/infer", "application/octet-stream", bin,
-		headerInferenceLength, strconv.Itoa(hlen), "Accept-Encoding", "gzip"); r.code != 200 {
+	plainBin := ts.do(t, "POST", "/v2/models/tiny/infer", "application/octet-stream", bin, headerInferenceLength, strconv.Itoa(hlen))
+	r := ts.do(t, "POST", "/v2/models/tiny/infer", "application/octet-stream", bin,
+		headerInferenceLength, strconv.Itoa(hlen), "Accept-Encoding", "gzip")
+	switch enc := r.header.Get("Content-Encoding"); {
+	case r.code != 200 || plainBin.code != 200:
 		t.Errorf("binary answer: %d %s", r.code, r.body)
-	} else if enc := r.header.Get("Content-Encoding"); enc != "" {
-		t.Logf("binary answer of %d bytes sent %s", len(r.body), enc)
+	case enc == "gzip" && (len(r.body) >= len(plainBin.body) || !bytes.Equal(gzipCodec.decode(t, r.body), plainBin.body)):
+		t.Errorf("binary answer sent gzip: %d bytes for %d plain, or a different body", len(r.body), len(plainBin.body))
+	case enc == "" && !bytes.Equal(r.body, plainBin.body):
+		t.Error("binary answer sent plain but different")
 	}
 	if r := ts.do(t, "GET", "/v2/health/ready", "", nil, "Accept-Encoding", "gzip"); r.header.Get("Content-Encoding") != "" {
 		t.Errorf("a %d-byte response was compressed", len(r.body))
@@ -168,6 +176,29 @@ func TestCompressedResponses(t *testing.T) {
 	if r := off.do(t, "POST", "/v2/models/tiny/infer", "application/json", js, "Accept-Encoding", "gzip"); r.code != 200 ||
 		r.header.Get("Content-Encoding") != "" || !bytes.Equal(r.body, plain.body) {
 		t.Errorf("response_compression off: %d, Content-Encoding %q", r.code, r.header.Get("Content-Encoding"))
+	}
+}
+
+// A body that compression would make larger goes out as it is.
+func TestIncompressibleResponseGoesPlain(t *testing.T) {
+	s := &Server{compress: true}
+	body := make([]byte, 4096)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range body {
+		body[i] = byte(rng.Uint32())
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.Set("Accept-Encoding", "gzip")
+	ctx.Response.SetBody(body)
+	s.encodeResponse(&ctx)
+	if enc := ctx.Response.Header.ContentEncoding(); len(enc) != 0 || !bytes.Equal(ctx.Response.Body(), body) {
+		t.Errorf("random bytes sent with Content-Encoding %q, %d bytes", enc, len(ctx.Response.Body()))
+	}
+	// The same size of compressible bytes is compressed.
+	ctx.Response.SetBody(bytes.Repeat([]byte("0.001,"), 700))
+	s.encodeResponse(&ctx)
+	if enc := string(ctx.Response.Header.ContentEncoding()); enc != "gzip" {
+		t.Errorf("compressible body sent with Content-Encoding %q", enc)
 	}
 }
 

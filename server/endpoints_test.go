@@ -128,14 +128,7 @@ func TestInferJSONAndBinaryAgree(t *testing.T) {
 func TestClassifyAndRecognize(t *testing.T) {
 	ts := start(t, tinyConfig(nil))
 	img := pngImage(t, 300, 200, 7)
-	var cr struct {
-		Model       string
-		Predictions []struct {
-			Index       int
-			Label       string
-			Probability float64
-		}
-	}
+	var cr classifyResponse
 	r := ts.do(t, "POST", "/v2/models/tiny/classify?top_k=4", "image/png", img)
 	if r.code != 200 {
 		t.Fatalf("classify: %d %s", r.code, r.body)

@@ -64,13 +64,7 @@ func TestRealModelClassifiesPhotos(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var cr struct {
-					Predictions []struct {
-						Index       int
-						Label       string
-						Probability float64
-					}
-				}
+				var cr classifyResponse
 				r := ts.do(t, "POST", "/v2/models/mobilenet/classify?top_k=2", "image/png", img)
 				if r.code != 200 {
 					t.Fatalf("%s: %d %s", c.file, r.code, r.body)

@@ -208,6 +208,16 @@ func binaryInfer(rows int, data []float32, binaryOut bool) ([]byte, int) {
 	return body, len(h)
 }
 
+// classifyResponse is the body /classify answers.
+type classifyResponse struct {
+	Model       string
+	Predictions []struct {
+		Index       int
+		Label       string
+		Probability float64
+	}
+}
+
 type inferResponse struct {
 	ModelName    string `json:"model_name"`
 	ModelVersion string `json:"model_version"`
