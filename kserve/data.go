@@ -6,38 +6,43 @@ import (
 	"math"
 	"strconv"
 	"strings"
-
-	"github.com/valyala/fastjson"
 )
 
-// parseData converts a JSON "data" array, flat or nested as the shape,
-// into t.Data.
-func (st *state) parseData(t *Tensor, data *fastjson.Value, label inputLabel, elems int64) error {
-	arr, err := data.Array()
-	if err != nil {
-		return badRequest(`%s "data" must be an array of numbers (flat, or nested as the shape), got %s`, label, data.Type())
+// parseData converts the "data" value at b[d:end], flat or nested as the
+// shape, into t.Data. elems is the shape's element count.
+//
+// Memory is bounded before it is allocated: every element takes at
+// least one byte and all but the last a separator, so a shape that needs
+// more elements than the array's bytes can hold is refused first, and
+// the buffer (allocated once, at its final size) is at most 4 bytes per
+// byte of the array (FP64 from "0,"). The count is then checked as the
+// elements are converted: one too many fails there, too few at the end.
+func parseData(t *Tensor, b []byte, d, end int, label inputLabel, elems int64) error {
+	if b[d] != '[' {
+		return badRequest(`%s "data" must be an array of numbers (flat, or nested as the shape), got %s`, label, kindAt(b, d))
 	}
-	nested := len(arr) > 0 && arr[0].Type() == fastjson.TypeArray
-	if !nested {
-		if int64(len(arr)) != elems {
-			return badRequest("%s: data has %d elements, shape %s needs %d", label, len(arr), formatShape(t.Shape), elems)
+	nested := b[skipWS(b, d+1)] == '['
+	if nested {
+		if depth := nestingDepth(b, d); depth != len(t.Shape) {
+			return badRequest("%s: data nesting does not match shape %s: data is nested %d deep, the shape has %d dimensions", label, formatShape(t.Shape), depth, len(t.Shape))
 		}
-	} else if err := checkNesting(data, t.Shape); err != nil {
-		return badRequest("%s: data nesting does not match shape %s: %s", label, formatShape(t.Shape), err)
 	}
-	// Only now is the size known to match what was sent, so allocating it
-	// is bounded by the request body.
+	if most := int64(end-d-1) / 2; elems > most {
+		return badRequest("%s: data array is too short for shape %s: its %d bytes hold at most %d elements, the shape needs %d", label, formatShape(t.Shape), end-d, most, elems)
+	}
 	size, _ := DatatypeSize(t.Datatype)
 	n := int(elems) * size
 	if cap(t.Data) < n {
 		t.Data = make([]byte, n)
 	}
 	t.Data = t.Data[:n]
-	c := converter{st: st, dt: t.Datatype, out: t.Data}
+	var c converter
+	c.init(b, t)
+	var err error
 	if nested {
-		err = c.nested(data, len(t.Shape))
+		_, err = c.nested(d, 0)
 	} else {
-		err = c.values(arr)
+		err = c.flat(d, int(elems))
 	}
 	if err != nil {
 		return badRequest("%s: %s", label, err)
@@ -45,209 +50,255 @@ func (st *state) parseData(t *Tensor, data *fastjson.Value, label inputLabel, el
 	return nil
 }
 
-// checkNesting verifies that nested data has exactly the shape's
-// structure: len(shape) levels of arrays with the shape's lengths.
-func checkNesting(data *fastjson.Value, shape []int64) error {
+// nestingDepth follows the first elements of the valid array at b[d]
+// down and counts the arrays on the way (an empty one counts).
+func nestingDepth(b []byte, d int) int {
 	depth := 0
-	for v := data; v.Type() == fastjson.TypeArray; depth++ {
-		a, _ := v.Array()
-		if len(a) == 0 {
-			depth++
+	for p := d; b[p] == '['; {
+		depth++
+		if p = skipWS(b, p+1); b[p] == ']' {
 			break
 		}
-		v = a[0]
 	}
-	if depth != len(shape) {
-		return errorString("data is nested " + strconv.Itoa(depth) + " deep, the shape has " + strconv.Itoa(len(shape)) + " dimensions")
-	}
-	return walkNesting(data, shape, 0, make([]int, 0, len(shape)))
+	return depth
 }
 
-// walkNesting checks one level of nested data; path is the index of v.
-func walkNesting(v *fastjson.Value, shape []int64, level int, path []int) error {
-	a, err := v.Array()
-	if err != nil {
-		return errorString("data" + formatPath(path) + " is " + article(v.Type()) + ", expected an array of " + strconv.FormatInt(shape[level], 10))
-	}
-	if int64(len(a)) != shape[level] {
-		return errorString("data" + formatPath(path) + " has " + strconv.Itoa(len(a)) + " elements, expected " + strconv.FormatInt(shape[level], 10))
-	}
-	if level == len(shape)-1 {
-		return nil // leaves are checked as they are converted
-	}
-	for i, e := range a {
-		if err := walkNesting(e, shape, level+1, append(path, i)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// elemKind is how a datatype's elements are read.
+type elemKind uint8
 
-func formatPath(path []int) string {
-	var b strings.Builder
-	for _, i := range path {
-		b.WriteByte('[')
-		b.WriteString(strconv.Itoa(i))
-		b.WriteByte(']')
-	}
-	return b.String()
-}
+const (
+	kindFP32 elemKind = iota
+	kindFP64
+	kindFP16
+	kindBool
+	kindSigned
+	kindUnsigned
+)
 
-func article(t fastjson.Type) string {
-	switch t {
-	case fastjson.TypeArray, fastjson.TypeObject:
-		return "an " + t.String()
-	case fastjson.TypeNull:
-		return "null"
-	case fastjson.TypeTrue, fastjson.TypeFalse:
-		return t.String()
-	}
-	return "a " + t.String()
-}
-
-// converter writes JSON values into a tensor's bytes.
+// converter writes the elements of a valid JSON data array into a
+// tensor's bytes.
 type converter struct {
-	st  *state
-	dt  string
-	out []byte
-	n   int // elements written so far
+	b     []byte
+	dt    string
+	kind  elemKind
+	size  int
+	lo    int64  // kindSigned range
+	hi    int64  //
+	max   uint64 // kindUnsigned upper bound
+	out   []byte
+	n     int // elements written so far
+	shape []int64
+	path  [maxRank]int // index of the array being walked, per level
 }
 
-// nested converts the leaf arrays of data (depth levels deep) in order.
-func (c *converter) nested(v *fastjson.Value, depth int) error {
-	a, _ := v.Array() // structure verified by checkNesting
-	if depth == 1 {
-		return c.values(a)
-	}
-	for _, e := range a {
-		if err := c.nested(e, depth-1); err != nil {
-			return err
+func (c *converter) init(b []byte, t *Tensor) {
+	c.b, c.dt, c.out, c.shape = b, t.Datatype, t.Data, t.Shape
+	c.size, _ = DatatypeSize(t.Datatype)
+	switch t.Datatype {
+	case FP32:
+		c.kind = kindFP32
+	case FP64:
+		c.kind = kindFP64
+	case FP16:
+		c.kind = kindFP16
+	case BOOL:
+		c.kind = kindBool
+	case INT8, INT16, INT32, INT64:
+		c.kind = kindSigned
+		c.lo, c.hi = intRange(t.Datatype)
+	default:
+		c.kind = kindUnsigned
+		_, hi := intRange(t.Datatype)
+		c.max = uint64(hi)
+		if t.Datatype == UINT64 {
+			c.max = math.MaxUint64
 		}
 	}
+}
+
+// flat converts the flat array at b[d], which must hold limit elements.
+func (c *converter) flat(d, limit int) error {
+	b := c.b
+	p := skipWS(b, d+1)
+	if b[p] != ']' {
+		for {
+			if c.n == limit {
+				return c.countErr(c.n+countRest(b, p), limit)
+			}
+			var err error
+			if p, err = c.elem(p); err != nil {
+				return err
+			}
+			if b[p] != ',' {
+				if p = skipWS(b, p); b[p] != ',' {
+					break
+				}
+			}
+			p = skipWS(b, p+1)
+		}
+	}
+	if c.n != limit {
+		return c.countErr(c.n, limit)
+	}
 	return nil
+}
+
+func (c *converter) countErr(got, want int) error {
+	return errorString("data has " + strconv.Itoa(got) + " elements, shape " + formatShape(c.shape) + " needs " + strconv.Itoa(want))
+}
+
+// nested converts the array at b[p], level levels down in data nested
+// as the shape, checking each array's length against its dimension as it
+// goes; it returns the offset after the array.
+func (c *converter) nested(p, level int) (int, error) {
+	b := c.b
+	want := c.shape[level]
+	last := level == len(c.shape)-1
+	var n int64
+	if p = skipWS(b, p+1); b[p] != ']' {
+		for {
+			if n == want {
+				return p, c.nestErr(level, " has "+strconv.FormatInt(n+int64(countRest(b, p)), 10)+" elements, expected "+strconv.FormatInt(want, 10))
+			}
+			var err error
+			switch {
+			case last:
+				p, err = c.elem(p)
+			case b[p] != '[':
+				c.path[level] = int(n)
+				return p, c.nestErr(level+1, " is "+article(kindAt(b, p))+", expected an array of "+strconv.FormatInt(c.shape[level+1], 10))
+			default:
+				c.path[level] = int(n)
+				p, err = c.nested(p, level+1)
+			}
+			if err != nil {
+				return p, err
+			}
+			n++
+			if p = skipWS(b, p); b[p] != ',' {
+				break
+			}
+			p = skipWS(b, p+1)
+		}
+	}
+	if n != want {
+		return p, c.nestErr(level, " has "+strconv.FormatInt(n, 10)+" elements, expected "+strconv.FormatInt(want, 10))
+	}
+	return p + 1, nil
+}
+
+// nestErr describes the array at c.path[:depth] not matching the shape.
+func (c *converter) nestErr(depth int, what string) error {
+	var s strings.Builder
+	s.WriteString("data nesting does not match shape ")
+	s.WriteString(formatShape(c.shape))
+	s.WriteString(": data")
+	for _, i := range c.path[:depth] {
+		s.WriteByte('[')
+		s.WriteString(strconv.Itoa(i))
+		s.WriteByte(']')
+	}
+	s.WriteString(what)
+	return errorString(s.String())
 }
 
 var (
-	errNotNumber  = errors.New("not a number")
 	errBadNumber  = errors.New("not a valid JSON number")
 	errNotInteger = errors.New("not an integer")
 	errRange      = errors.New("out of range")
 )
 
-// number returns the text of JSON number v in c.st.num.
-func (c *converter) number(v *fastjson.Value) ([]byte, error) {
-	if v.Type() != fastjson.TypeNumber {
-		return nil, errNotNumber
+// elem converts the element at b[p] into element c.n and returns the
+// offset after it.
+func (c *converter) elem(p int) (int, error) {
+	b := c.b
+	i := c.n
+	if c.kind == kindBool {
+		switch b[p] {
+		case 't':
+			c.out[i] = 1
+			c.n++
+			return p + 4, nil
+		case 'f':
+			c.out[i] = 0
+			c.n++
+			return p + 5, nil
+		}
 	}
-	b := v.MarshalTo(c.st.num[:0])
-	c.st.num = b
-	if !isJSONNumber(b) {
-		return b, errBadNumber
+	if c.kind == kindFP32 {
+		f, end, err := fp32At(b, p) // validates the grammar too
+		if err != nil {
+			return p, c.badElem(p, err)
+		}
+		binary.LittleEndian.PutUint32(c.out[4*i:], math.Float32bits(f))
+		c.n++
+		return end, nil
 	}
-	return b, nil
+	end := numberEnd(b, p)
+	if end == p {
+		return p, c.notNumber(i, kindAt(b, p))
+	}
+	tok := b[p:end]
+	if !isJSONNumber(tok) {
+		return p, c.elemErr(i, tok, errBadNumber)
+	}
+	switch c.kind {
+	case kindFP64:
+		f, err := strconv.ParseFloat(string(tok), 64)
+		if err != nil {
+			return p, c.elemErr(i, tok, errRange)
+		}
+		binary.LittleEndian.PutUint64(c.out[8*i:], math.Float64bits(f))
+	case kindFP16:
+		f, err := strconv.ParseFloat(string(tok), 64)
+		if err != nil {
+			return p, c.elemErr(i, tok, errRange)
+		}
+		h, ok := Float64ToHalf(f)
+		if !ok {
+			return p, c.elemErr(i, tok, errRange)
+		}
+		binary.LittleEndian.PutUint16(c.out[2*i:], h)
+	case kindBool: // 0 and 1 are accepted too
+		v, err := parseUnsigned(tok, 1)
+		if err != nil {
+			return p, c.elemErr(i, tok, err)
+		}
+		c.out[i] = byte(v)
+	case kindSigned:
+		v, err := parseSigned(tok, c.lo, c.hi)
+		if err != nil {
+			return p, c.elemErr(i, tok, err)
+		}
+		putInt(c.out, c.size, i, uint64(v))
+	case kindUnsigned:
+		v, err := parseUnsigned(tok, c.max)
+		if err != nil {
+			return p, c.elemErr(i, tok, err)
+		}
+		putInt(c.out, c.size, i, v)
+	}
+	c.n++
+	return end, nil
 }
 
-// values converts one flat array of scalars.
-func (c *converter) values(arr []*fastjson.Value) error {
-	base := c.n
-	c.n += len(arr)
-	switch c.dt {
-	case FP32:
-		out := c.out[4*base:]
-		for i, v := range arr {
-			if v.Type() != fastjson.TypeNumber {
-				return c.elemErr(base+i, v, errNotNumber)
-			}
-			c.st.num = v.MarshalTo(c.st.num[:0])
-			f, err := parseFP32(c.st.num) // validates the grammar too
-			if err != nil {
-				return c.elemErr(base+i, v, err)
-			}
-			binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
-		}
-	case FP64:
-		out := c.out[8*base:]
-		for i, v := range arr {
-			b, err := c.number(v)
-			if err != nil {
-				return c.elemErr(base+i, v, err)
-			}
-			f, err := strconv.ParseFloat(string(b), 64)
-			if err != nil {
-				return c.elemErr(base+i, v, errRange)
-			}
-			binary.LittleEndian.PutUint64(out[8*i:], math.Float64bits(f))
-		}
-	case FP16:
-		out := c.out[2*base:]
-		for i, v := range arr {
-			b, err := c.number(v)
-			if err != nil {
-				return c.elemErr(base+i, v, err)
-			}
-			f, err := strconv.ParseFloat(string(b), 64)
-			if err != nil {
-				return c.elemErr(base+i, v, errRange)
-			}
-			h, ok := Float64ToHalf(f)
-			if !ok {
-				return c.elemErr(base+i, v, errRange)
-			}
-			binary.LittleEndian.PutUint16(out[2*i:], h)
-		}
-	case BOOL:
-		out := c.out[base:]
-		for i, v := range arr {
-			switch v.Type() {
-			case fastjson.TypeTrue:
-				out[i] = 1
-			case fastjson.TypeFalse:
-				out[i] = 0
-			default:
-				// 0 and 1 are accepted too.
-				b, err := c.number(v)
-				if err != nil {
-					return c.elemErr(base+i, v, err)
-				}
-				n, err := parseUnsigned(b, 1)
-				if err != nil {
-					return c.elemErr(base+i, v, err)
-				}
-				out[i] = byte(n)
-			}
-		}
-	case INT8, INT16, INT32, INT64:
-		lo, hi := intRange(c.dt)
-		for i, v := range arr {
-			b, err := c.number(v)
-			if err != nil {
-				return c.elemErr(base+i, v, err)
-			}
-			n, err := parseSigned(b, lo, hi)
-			if err != nil {
-				return c.elemErr(base+i, v, err)
-			}
-			putInt(c.out, c.dt, base+i, uint64(n))
-		}
-	case UINT8, UINT16, UINT32, UINT64:
-		_, hi := intRange(c.dt)
-		max := uint64(hi)
-		if c.dt == UINT64 {
-			max = math.MaxUint64
-		}
-		for i, v := range arr {
-			b, err := c.number(v)
-			if err != nil {
-				return c.elemErr(base+i, v, err)
-			}
-			n, err := parseUnsigned(b, max)
-			if err != nil {
-				return c.elemErr(base+i, v, err)
-			}
-			putInt(c.out, c.dt, base+i, n)
-		}
+// badElem describes element c.n at b[p] that fp32At refused.
+func (c *converter) badElem(p int, err error) error {
+	end := numberEnd(c.b, p)
+	if end == p {
+		return c.notNumber(c.n, kindAt(c.b, p))
 	}
-	return nil
+	return c.elemErr(c.n, c.b[p:end], err)
+}
+
+// notNumber describes element i, of the given kind, that is not a
+// number.
+func (c *converter) notNumber(i int, kind string) error {
+	s := "data element " + strconv.Itoa(i) + " is " + article(kind)
+	if c.kind == kindBool {
+		return errorString(s + ", expected true, false, 0 or 1 for BOOL")
+	}
+	return errorString(s + ", expected a number for " + c.dt)
 }
 
 // intRange returns the bounds of an integer datatype (UINT64's upper
@@ -272,43 +323,30 @@ func intRange(dt string) (int64, int64) {
 	return 0, math.MaxInt64
 }
 
-// putInt stores element i of an integer datatype, little-endian,
-// truncating v to the element size (the value was range-checked).
-func putInt(out []byte, dt string, i int, v uint64) {
-	switch dt {
-	case INT8, UINT8:
+// putInt stores element i of an integer datatype of size bytes,
+// little-endian, truncating v to the element size (the value was
+// range-checked).
+func putInt(out []byte, size, i int, v uint64) {
+	switch size {
+	case 1:
 		out[i] = byte(v)
-	case INT16, UINT16:
+	case 2:
 		binary.LittleEndian.PutUint16(out[2*i:], uint16(v))
-	case INT32, UINT32:
+	case 4:
 		binary.LittleEndian.PutUint32(out[4*i:], uint32(v))
 	default:
 		binary.LittleEndian.PutUint64(out[8*i:], v)
 	}
 }
 
-// elemErr describes a bad element: which one (row-major index), what it
-// was, and what the datatype needs.
-func (c *converter) elemErr(i int, v *fastjson.Value, err error) error {
+// elemErr describes a bad number: which element (row-major index), its
+// text, and what the datatype needs.
+func (c *converter) elemErr(i int, tok []byte, err error) error {
 	var b strings.Builder
 	b.WriteString("data element ")
 	b.WriteString(strconv.Itoa(i))
 	b.WriteString(" is ")
-	if errors.Is(err, errNotNumber) {
-		b.WriteString(article(v.Type()))
-		if c.dt == BOOL {
-			b.WriteString(", expected true, false, 0 or 1 for BOOL")
-		} else {
-			b.WriteString(", expected a number for ")
-			b.WriteString(c.dt)
-		}
-		return errorString(b.String())
-	}
-	text := string(c.st.num)
-	if len(text) > 40 {
-		text = text[:40] + "..."
-	}
-	b.WriteString(text)
+	b.WriteString(clip(tok, 40))
 	switch err {
 	case errBadNumber:
 		b.WriteString(", not a valid JSON number")

@@ -39,6 +39,34 @@ func jsonRequest(long bool) []byte {
 	return append(b, `]}],"outputs":[{"name":"output","parameters":{"binary_data":true}}]}`...)
 }
 
+// jsonNestedRequest writes the same row nested as its shape, as numpy's
+// tolist() gives it, in float32-shortest form.
+func jsonNestedRequest() []byte {
+	b := []byte(`{"id":"bench","inputs":[{"name":"input","datatype":"FP32","shape":[1,3,224,224],"data":[[`)
+	v := imageValues()
+	for c := range 3 {
+		if c > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		for y := range 224 {
+			if y > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '[')
+			for x := range 224 {
+				if x > 0 {
+					b = append(b, ',')
+				}
+				b = strconv.AppendFloat(b, float64(v[(c*224+y)*224+x]), 'g', -1, 32)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, ']')
+	}
+	return append(b, `]]}],"outputs":[{"name":"output","parameters":{"binary_data":true}}]}`...)
+}
+
 func binaryRequest() ([]byte, int) {
 	h := `{"id":"bench","inputs":[{"name":"input","shape":[1,3,224,224],"datatype":"FP32","parameters":{"binary_data_size":602112}}],"outputs":[{"name":"output","parameters":{"binary_data":true}}]}`
 	return binaryBody(h, f32bytes(imageValues()...))
@@ -63,6 +91,7 @@ func benchParse(b *testing.B, body []byte, hl int) {
 func BenchmarkParseJSON150528(b *testing.B) {
 	b.Run("python-repr", func(b *testing.B) { benchParse(b, jsonRequest(true), -1) })
 	b.Run("float32-shortest", func(b *testing.B) { benchParse(b, jsonRequest(false), -1) })
+	b.Run("nested", func(b *testing.B) { benchParse(b, jsonNestedRequest(), -1) })
 }
 
 // BenchmarkParseBinary150528 parses the same row as binary tensor data.

@@ -1,6 +1,7 @@
 package kserve
 
 import (
+	"encoding/binary"
 	"math"
 	"strconv"
 )
@@ -26,16 +27,28 @@ var float64pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9
 // err is errBadNumber when s is not a JSON number, errRange when its
 // value is beyond float32's range.
 func parseFP32(s []byte) (f float32, err error) {
-	mant, exp, neg, many, valid := scanNumber(s)
-	if !valid {
+	f, end, err := fp32At(s, 0)
+	if err == nil && end != len(s) {
 		return 0, errBadNumber
+	}
+	return f, err
+}
+
+// fp32At is parseFP32 for the number token at b[i], read in one pass
+// (the data loop's path): it returns the value and the token's end. The
+// token must be a whole JSON number: errBadNumber when the grammar fails
+// or more number characters follow what it matched ("01", "1.5.5").
+func fp32At(b []byte, i int) (f float32, end int, err error) {
+	mant, exp, neg, many, end, valid := scanNumber(b, i)
+	if !valid || end < len(b) && byteClass[b[end]]&classNum != 0 {
+		return 0, i, errBadNumber
 	}
 	if !many && exp >= -22 && exp <= 22 {
 		if mant == 0 {
 			if neg {
-				return float32(math.Copysign(0, -1)), nil
+				return float32(math.Copysign(0, -1)), end, nil
 			}
-			return 0, nil
+			return 0, end, nil
 		}
 		x := float64(mant)
 		if exp < 0 {
@@ -52,23 +65,24 @@ func parseFP32(s []byte) (f float32, err error) {
 				if neg {
 					x = -x
 				}
-				return float32(x), nil
+				return float32(x), end, nil
 			}
 		}
 	}
-	v, perr := strconv.ParseFloat(string(s), 32)
+	v, perr := strconv.ParseFloat(string(b[i:end]), 32)
 	if perr != nil {
-		return 0, errRange
+		return 0, i, errRange
 	}
-	return float32(v), nil
+	return float32(v), end, nil
 }
 
-// scanNumber checks s against JSON's number grammar,
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, and returns its first
-// 19 significant digits as mant and the decimal exponent that goes with
-// them; many is set when digits beyond the 19th were dropped.
-func scanNumber(s []byte) (mant uint64, exp int, neg, many, ok bool) {
-	i, n := 0, len(s)
+// scanNumber reads the longest match of JSON's number grammar,
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, at s[i:], and returns
+// its first 19 significant digits as mant, the decimal exponent that goes
+// with them and where the match ends; many is set when digits beyond the
+// 19th were dropped, ok is false when nothing matches.
+func scanNumber(s []byte, i int) (mant uint64, exp int, neg, many bool, end int, ok bool) {
+	n := len(s)
 	if i < n && s[i] == '-' {
 		neg = true
 		i++
@@ -90,11 +104,34 @@ func scanNumber(s []byte) (mant uint64, exp int, neg, many, ok bool) {
 			}
 		}
 	default:
-		return 0, 0, false, false, false
+		return 0, 0, false, false, i, false
 	}
 	if i < n && s[i] == '.' {
 		i++
 		start := i
+		if mant == 0 { // no significant digit yet (so nd == 0)
+			for i < n && s[i] == '0' {
+				i++
+				exp--
+			}
+			if i < n && s[i] >= '1' && s[i] <= '9' {
+				mant, nd = uint64(s[i]-'0'), 1
+				i++
+				exp--
+			}
+		}
+		// Then eight digits at a time while they fit: a float32 printed
+		// as a Python float has 16 or 17.
+		for mant != 0 && nd <= 19-8 && i+8 <= n {
+			x := binary.LittleEndian.Uint64(s[i:])
+			if !eightDigits(x) {
+				break
+			}
+			mant = mant*100_000_000 + parseEightDigits(x)
+			nd += 8
+			exp -= 8
+			i += 8
+		}
 		for ; i < n && s[i] >= '0' && s[i] <= '9'; i++ {
 			if nd < 19 {
 				if mant != 0 || s[i] != '0' {
@@ -107,7 +144,7 @@ func scanNumber(s []byte) (mant uint64, exp int, neg, many, ok bool) {
 			}
 		}
 		if i == start {
-			return 0, 0, false, false, false
+			return 0, 0, false, false, i, false
 		}
 	}
 	if i < n && (s[i] == 'e' || s[i] == 'E') {
@@ -125,14 +162,29 @@ func scanNumber(s []byte) (mant uint64, exp int, neg, many, ok bool) {
 			}
 		}
 		if i == start {
-			return 0, 0, false, false, false
+			return 0, 0, false, false, i, false
 		}
 		if eneg {
 			e = -e
 		}
 		exp += e
 	}
-	return mant, exp, neg, many, i == n
+	return mant, exp, neg, many, i, true
+}
+
+// eightDigits reports whether the 8 bytes of x (little-endian) are all
+// ASCII digits (simdjson's is_made_of_eight_digits_fast).
+func eightDigits(x uint64) bool {
+	return x&0xF0F0F0F0F0F0F0F0|(x+0x0606060606060606)&0xF0F0F0F0F0F0F0F0>>4 == 0x3333333333333333
+}
+
+// parseEightDigits returns the value of 8 ASCII digits loaded
+// little-endian into x, the first digit in the low byte (simdjson's
+// parse_eight_digits_unrolled).
+func parseEightDigits(x uint64) uint64 {
+	x = (x & 0x0F0F0F0F0F0F0F0F) * 2561 >> 8
+	x = (x & 0x00FF00FF00FF00FF) * 6553601 >> 16
+	return (x & 0x0000FFFF0000FFFF) * 42949672960001 >> 32
 }
 
 // isJSONNumber reports whether b is a number by JSON's grammar:

@@ -1,6 +1,7 @@
 package kserve
 
 import (
+	"encoding/binary"
 	"errors"
 	"math"
 	"math/big"
@@ -94,4 +95,35 @@ func FuzzParseFP32(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) { checkFP32(t, s) })
+}
+
+// TestEightDigits holds the eight-at-a-time digit check and conversion
+// to the byte-by-byte ones: on random digit strings with one byte
+// replaced by every value, so each boundary around '0' and '9' is met
+// in every position.
+func TestEightDigits(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 17))
+	var s [8]byte
+	for range 2000 {
+		for i := range s {
+			s[i] = '0' + byte(rng.IntN(10))
+		}
+		pos := rng.IntN(8)
+		for c := range 256 {
+			s[pos] = byte(c)
+			x := binary.LittleEndian.Uint64(s[:])
+			want := true
+			var v uint64
+			for _, d := range s {
+				want = want && d >= '0' && d <= '9'
+				v = v*10 + uint64(d-'0')
+			}
+			if got := eightDigits(x); got != want {
+				t.Fatalf("eightDigits(%q) = %v", s[:], got)
+			}
+			if want && parseEightDigits(x) != v {
+				t.Fatalf("parseEightDigits(%q) = %d, want %d", s[:], parseEightDigits(x), v)
+			}
+		}
+	}
 }

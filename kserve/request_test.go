@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"strconv"
 	"strings"
@@ -464,4 +465,235 @@ func TestDatatypeSize(t *testing.T) {
 			t.Errorf("DatatypeSize(%q) is ok", dt)
 		}
 	}
+}
+
+// TestParseMemberOrder: JSON objects are unordered, and some clients
+// write "data" before "shape" and "datatype", or "parameters" last. Every
+// order parses to the same tensor, and a broken input gets the same error
+// whatever its order.
+func TestParseMemberOrder(t *testing.T) {
+	members := []string{`"name":"x"`, `"datatype":"INT16"`, `"shape":[2,2]`, `"data":[[1,-2],[3,300]]`, `"parameters":{"content_type":"c"}`}
+	want := []byte{1, 0, 0xfe, 0xff, 3, 0, 0x2c, 0x01}
+	for _, perm := range permutations(len(members)) {
+		var ms []string
+		for _, i := range perm {
+			ms = append(ms, members[i])
+		}
+		body := `{"outputs":[{"parameters":{"binary_data":true},"name":"o"}],"inputs":[{` + strings.Join(ms, ",") + `}],"id":"r"}`
+		r := parse(t, body, -1)
+		if in := r.Input("x"); in == nil || in.Datatype != INT16 || !reflect.DeepEqual(in.Shape, []int64{2, 2}) || !bytes.Equal(in.Data, want) {
+			t.Fatalf("%s: got %+v", body, r.Inputs)
+		}
+		if r.ID != "r" || len(r.Outputs) != 1 || !r.Outputs[0].Binary {
+			t.Fatalf("%s: got %+v", body, r)
+		}
+	}
+	// Binary data with its parameters before the shape.
+	h := `{"inputs":[{"parameters":{"binary_data_size":8},"shape":[2],"name":"x","datatype":"FP32"}]}`
+	body, hl := binaryBody(h, f32bytes(1, 2))
+	var r InferRequest
+	if err := ParseInferRequest(&r, body, hl); err != nil || !bytes.Equal(r.Inputs[0].Data, f32bytes(1, 2)) {
+		t.Fatalf("binary, parameters first: %v %+v", err, r.Inputs)
+	}
+	// The error of a broken input does not depend on the order.
+	for _, tc := range []struct{ body, msg string }{
+		{`{"inputs":[{"data":[1,2,3],"shape":[2],"datatype":"FP32","name":"x"}]}`, `input "x": data has 3 elements, shape [2] needs 2`},
+		{`{"inputs":[{"data":[1],"name":"x","shape":[1]}]}`, `input "x" has no "datatype": expected one of BOOL, ...`},
+		{`{"inputs":[{"data":["a"],"parameters":{"binary_data_size":4},"datatype":"FP32","shape":[1],"name":"x"}]}`, `input "x" has both "data" and parameters.binary_data_size: send one or the other`},
+		{`{"inputs":[{"data":[1],"parameters":[],"datatype":"FP32","shape":[1],"name":"x"}]}`, `input "x" "parameters" must be an object, got array`},
+		{`{"inputs":[{"data":[[1,2],[3]],"datatype":"FP32","shape":[2,2],"name":"x"}]}`, `input "x": data nesting does not match shape [2,2]: data[1] has 1 elements, expected 2`},
+	} {
+		checkBadRequest(t, []byte(tc.body), -1, tc.msg, nil)
+	}
+}
+
+// permutations returns every order of 0..n-1.
+func permutations(n int) [][]int {
+	if n == 0 {
+		return [][]int{{}}
+	}
+	var out [][]int
+	for _, p := range permutations(n - 1) {
+		for i := 0; i <= len(p); i++ {
+			q := append(append(append([]int{}, p[:i]...), n-1), p[i:]...)
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// TestParseDatatypesRandom writes random tensors of every datatype as
+// JSON, flat, nested and with data first, in the spellings clients use
+// (integers as 3, 3.0 or 3e0; floats shortest, as float64 reprs, with
+// exponents), and checks each parses to the bytes the value's datatype
+// gives it, computed independently with strconv.
+func TestParseDatatypesRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	le := binary.LittleEndian
+	for _, dt := range supportedDatatypes {
+		for range 20 {
+			shape := []int64{int64(1 + rng.IntN(3)), int64(1 + rng.IntN(4)), int64(1 + rng.IntN(5))}
+			n := int(shape[0] * shape[1] * shape[2])
+			texts := make([]string, n)
+			var want []byte
+			for i := range texts {
+				var s string
+				switch dt {
+				case BOOL:
+					v := rng.IntN(2)
+					s = [][]string{{"false", "0"}, {"true", "1"}}[v][rng.IntN(2)]
+					want = append(want, byte(v))
+				case FP32, FP64, FP16:
+					f := rng.NormFloat64() * math.Pow(10, float64(rng.IntN(8)-4))
+					if dt == FP16 {
+						f = math.Mod(f, 60000)
+					}
+					s = strconv.FormatFloat(f, "eg"[rng.IntN(2)], -1, 64)
+					v, _ := strconv.ParseFloat(s, 64)
+					switch dt {
+					case FP32:
+						v32, _ := strconv.ParseFloat(s, 32)
+						want = le.AppendUint32(want, math.Float32bits(float32(v32)))
+					case FP64:
+						want = le.AppendUint64(want, math.Float64bits(v))
+					default:
+						h, ok := Float64ToHalf(v)
+						if !ok {
+							t.Fatalf("%s out of FP16 range", s)
+						}
+						want = le.AppendUint16(want, h)
+					}
+				default:
+					lo, hi := intRange(dt)
+					size := sizeOf(dt)
+					var u uint64
+					if dt == UINT64 {
+						u = rng.Uint64()
+						s = strconv.FormatUint(u, 10)
+					} else {
+						v := int64(rng.Uint64()) // INT64: any
+						if dt != INT64 {
+							v = lo + rng.Int64N(hi-lo+1)
+						}
+						if rng.IntN(3) == 0 { // a small value, to write it as 7.0 or 7e0 too
+							v = max(lo, min(hi, int64(rng.IntN(200)-50)))
+							s = strconv.FormatInt(v, 10) + []string{"", ".0", "e0"}[rng.IntN(3)]
+						} else {
+							s = strconv.FormatInt(v, 10)
+						}
+						u = uint64(v)
+					}
+					switch size {
+					case 1:
+						want = append(want, byte(u))
+					case 2:
+						want = le.AppendUint16(want, uint16(u))
+					case 4:
+						want = le.AppendUint32(want, uint32(u))
+					default:
+						want = le.AppendUint64(want, u)
+					}
+				}
+				texts[i] = s
+			}
+			flat := "[" + strings.Join(texts, ", ") + "]"
+			var nested strings.Builder
+			nested.WriteByte('[')
+			for a := range shape[0] {
+				if a > 0 {
+					nested.WriteByte(',')
+				}
+				nested.WriteString("[ ")
+				for b := range shape[1] {
+					if b > 0 {
+						nested.WriteString(" ,")
+					}
+					row := texts[(a*shape[1]+b)*shape[2] : (a*shape[1]+b+1)*shape[2]]
+					nested.WriteString("[" + strings.Join(row, ",") + "]")
+				}
+				nested.WriteString(" ]")
+			}
+			nested.WriteByte(']')
+			sh := string(appendShape(nil, shape))
+			for _, body := range []string{
+				`{"inputs":[{"name":"x","datatype":"` + dt + `","shape":` + sh + `,"data":` + flat + `}]}`,
+				`{"inputs":[{"name":"x","datatype":"` + dt + `","shape":` + sh + `,"data":` + nested.String() + `}]}`,
+				"{\"inputs\" : [ {\n\"data\" : " + nested.String() + ",\t\"shape\" : " + sh + " , \"datatype\" : \"" + dt + "\", \"name\":\"x\" } ] }",
+			} {
+				r := parse(t, body, -1)
+				if got := r.Inputs[0].Data; !bytes.Equal(got, want) {
+					t.Fatalf("%s\nbytes % x\nwant  % x", body, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestParseLimits checks the refusals that bound a parse's memory and
+// time, and the JSON the first pass refuses.
+func TestParseLimits(t *testing.T) {
+	deep := strings.Repeat("[", maxRank) + "0" + strings.Repeat("]", maxRank)
+	rank := func(n int) string { return "[" + strings.Repeat("1,", n-1) + "1]" }
+	for _, tc := range []struct {
+		name, body, msg string
+		sentinel        error
+	}{
+		// Shapes against the bytes of their data, before allocating.
+		{"shape too big for the data", `{"inputs":[{"name":"x","datatype":"FP32","shape":[1000000000],"data":[1,2,3]}]}`, `input "x": data array is too short for shape [1000000000]: its 7 bytes hold at most 3 elements, the shape needs 1000000000`, nil},
+		{"nested shape too big for the data", `{"inputs":[{"name":"x","datatype":"FP32","shape":[1000000,1000],"data":[[1],[2]]}]}`, `input "x": data array is too short for shape [1000000,1000]: its 9 bytes hold at most 4 elements, the shape needs 1000000000`, nil},
+		{"empty data for a scalar", `{"inputs":[{"name":"x","datatype":"FP32","shape":[],"data":[]}]}`, `input "x": data array is too short for shape []: its 2 bytes hold at most 0 elements, the shape needs 1`, nil},
+		{"nested row too long", `{"inputs":[{"name":"x","datatype":"FP32","shape":[2,2],"data":[[1,2,3,4],[5,6]]}]}`, `input "x": data nesting does not match shape [2,2]: data[0] has 4 elements, expected 2`, nil},
+		{"nested too many rows", `{"inputs":[{"name":"x","datatype":"FP32","shape":[1,2],"data":[[1,2],[3,4]]}]}`, `input "x": data nesting does not match shape [1,2]: data has 2 elements, expected 1`, nil},
+		{"nested deeper on a later row", `{"inputs":[{"name":"x","datatype":"FP32","shape":[2,1],"data":[[1],[[2]]]}]}`, `input "x": data element 1 is an array, expected a number for FP32`, nil},
+		// Rank and depth.
+		{"rank at the limit", `{"inputs":[{"name":"x","datatype":"FP32","shape":` + rank(maxRank) + `,"data":` + deep + `}],"outputs":"x"}`, `"outputs" must be an array, got string`, nil},
+		{"rank over the limit", `{"inputs":[{"name":"x","datatype":"FP32","shape":` + rank(maxRank+1) + `,"data":[1]}]}`, `input "x": shape has 65 dimensions, at most 64 are supported`, nil},
+		{"too deep", `{"inputs":[{"name":"x","extra":` + strings.Repeat("[", 126) + strings.Repeat("]", 126) + `}]}`, "malformed request JSON: cannot parse JSON: arrays and objects nested deeper than 128 levels at offset 156", ErrInvalidJSON},
+		// Strings are checked strictly.
+		{"control character", "{\"id\":\"a\tb\",\"inputs\":[]}", `malformed request JSON: cannot parse JSON: control character in string (escape it) at offset 8: "\tb\",\"inputs\":[]}"`, ErrInvalidJSON},
+		{"bad escape", `{"id":"a\qb","inputs":[]}`, `malformed request JSON: cannot parse JSON: invalid escape in string at offset 8: "\\qb\",\"inputs\":[]}"`, ErrInvalidJSON},
+		{"short unicode escape", `{"id":"\u12","inputs":[]}`, `malformed request JSON: cannot parse JSON: expected four hex digits after \u in string at offset 7...`, ErrInvalidJSON},
+		{"unterminated string", `{"id":"abc`, `malformed request JSON: cannot parse JSON: unterminated string at offset 6: "\"abc"`, ErrInvalidJSON},
+		{"trailing comma", `{"inputs":[1,]}`, `malformed request JSON: cannot parse JSON: unexpected character, expected a value at offset 13: "]}"`, ErrInvalidJSON},
+		{"missing colon", `{"inputs" []}`, `malformed request JSON: cannot parse JSON: expected ':' after object key at offset 10: "[]}"`, ErrInvalidJSON},
+		{"bare word", `{"inputs":[yes]}`, `malformed request JSON: cannot parse JSON: unexpected character, expected a value at offset 11: "yes]}"`, ErrInvalidJSON},
+		// Messages quote at most 64 bytes of a name.
+		{"long name", `{"inputs":[{"name":"` + strings.Repeat("n", 1000) + `"}]}`, `input "` + strings.Repeat("n", 64) + `"... has no "datatype": expected one of BOOL, ...`, nil},
+		{"long datatype", `{"inputs":[{"name":"x","datatype":"` + strings.Repeat("d", 1000) + `"}]}`, `input "x": unsupported datatype "` + strings.Repeat("d", 64) + `"...: expected one of BOOL, ...`, ErrUnsupportedDatatype},
+		{"long number", `{"inputs":[{"name":"x","datatype":"FP32","shape":[` + strings.Repeat("9", 1000) + `]}]}`, `input "x": shape[0] got ` + strings.Repeat("9", 40) + `...: expected a whole number >= 0`, nil},
+		// Escaped keys count; the first of a repeated key wins, as with
+		// fastjson.
+		{"escaped keys", `{"in\u0070uts":[{"n\u0061me":"x","datatype":"FP32","shape":[1],"data":["a"]}]}`, `input "x": data element 0 is a string, expected a number for FP32`, nil},
+		{"repeated key", `{"inputs":[{"name":"x","datatype":"FP32","shape":[2],"data":[1,2],"data":"no"}],"inputs":7,"id":1,"id":"a"}`, `"id" must be a string, got number`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkBadRequest(t, []byte(tc.body), -1, tc.msg, tc.sentinel)
+		})
+	}
+	// At the limits, and escapes decoded.
+	r := parse(t, `{"id":"\ud83d\ude00 \ud800 \u00e9\/","inputs":[{"name":"x","datatype":"FP32","shape":`+rank(maxRank)+`,"data":`+deep+`}]}`, -1)
+	if r.ID != "\U0001F600 \uFFFD é/" || len(r.Inputs[0].Shape) != maxRank || !bytes.Equal(r.Inputs[0].Data, f32bytes(0)) {
+		t.Errorf("got id %q, %+v", r.ID, r.Inputs[0])
+	}
+}
+
+// TestParseManyNames checks repeated names past the first 64, where
+// they are found by sorting: the message is the one the linear check
+// gives, the first repeat and the first of its name.
+func TestParseManyNames(t *testing.T) {
+	var ins, outs []string
+	for i := range 200 {
+		ins = append(ins, `{"name":"i`+itoa(i%150)+`","datatype":"UINT8","shape":[1],"data":[1]}`)
+		outs = append(outs, `{"name":"o`+itoa(i%170)+`"}`)
+	}
+	unique := `{"inputs":[` + strings.Join(ins[:150], ",") + `],"outputs":[` + strings.Join(outs[:170], ",") + `]}`
+	if r := parse(t, unique, -1); len(r.Inputs) != 150 || len(r.Outputs) != 170 {
+		t.Fatalf("%d inputs, %d outputs", len(r.Inputs), len(r.Outputs))
+	}
+	checkBadRequest(t, []byte(`{"inputs":[`+strings.Join(ins, ",")+`]}`), -1, `input "i0" appears twice (inputs[0] and inputs[150])`, nil)
+	checkBadRequest(t, []byte(`{"inputs":[`+strings.Join(ins[:150], ",")+`],"outputs":[`+strings.Join(outs, ",")+`]}`), -1, `output "o0" is requested twice (outputs[0] and outputs[170])`, nil)
+	// A later name repeating an earlier one beats an earlier name
+	// repeated later.
+	names := append(append([]string{}, outs[:100]...), `{"name":"o99"}`, `{"name":"o5"}`)
+	checkBadRequest(t, []byte(`{"inputs":[`+ins[0]+`],"outputs":[`+strings.Join(names, ",")+`]}`), -1, `output "o99" is requested twice (outputs[99] and outputs[100])`, nil)
 }
