@@ -40,22 +40,29 @@ func TestAllocationBudget(t *testing.T) {
 }
 
 // TestTurboAllocationFree: with libjpeg-turbo, a JPEG costs no Go
-// allocations at all in steady state (pooled handle, decode buffer and
-// scratch; libjpeg-turbo's own working memory is its business).
+// allocations at all in steady state (pooled handle, decode buffer,
+// scratch and planar row source; libjpeg-turbo's own working memory is
+// its business).
 func TestTurboAllocationFree(t *testing.T) {
 	if !turboJPEG {
 		t.Skip("built without libjpeg-turbo")
 	}
 	img := encodeJPEG(t, photoLike(500, 375), 90)
-	for _, cfg := range []Config{{}, {JPEGDCTScaling: true}, {Resample: ResampleFloat}} {
-		p := mustNew(t, cfg)
+	for _, tc := range []struct {
+		cfg    Config
+		planar bool // decoded to planes, as JPEGs above planarMinPixels are
+	}{{Config{}, false}, {Config{JPEGDCTScaling: true}, false}, {Config{Resample: ResampleFloat}, false}, {Config{}, true}} {
+		p := mustNew(t, tc.cfg)
+		if tc.planar {
+			p.planesMin = 0
+		}
 		dst := make([]byte, p.RowBytes())
 		if n := testing.AllocsPerRun(20, func() {
 			if err := p.Process(img, dst); err != nil {
 				t.Fatal(err)
 			}
 		}); n != 0 {
-			t.Errorf("%+v: Process allocates %.0f times per JPEG, want 0", cfg, n)
+			t.Errorf("%+v (planar %v): Process allocates %.0f times per JPEG, want 0", tc.cfg, tc.planar, n)
 		}
 	}
 }

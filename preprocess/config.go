@@ -68,8 +68,31 @@ type Config struct {
 
 	// MaxPixels bounds width*height of an image, checked from the header
 	// before anything is decoded, so a small file claiming a huge image
-	// (a decompression bomb) costs nothing. Default 40,000,000 (a decoded
-	// image of that size takes about 160 MB). Larger images get 415.
+	// (a decompression bomb) costs nothing. Default 40,000,000. Larger
+	// images get 415.
+	//
+	// The trap: it bounds pixels, not bytes, and what a pixel costs while
+	// Process decodes depends on the format, by up to 24x. Bytes per
+	// pixel at the most (ProcessMemory gives the bound for one image):
+	//
+	//   - PNG: 1 grey or paletted, 2 16-bit grey, 4 8-bit colour or any
+	//     alpha or tRNS, 8 16-bit colour; twice that interlaced (16:
+	//     640 MB at the default).
+	//   - JPEG with libjpeg-turbo (YCbCr, grey, RGB): 3 for the decoded
+	//     RGB (above 16.7 megapixels 1.5 for 4:2:0, 1 for grey) plus, if
+	//     progressive, 2 per full-resolution component (4:2:0: 3, 4:4:4:
+	//     6). A file it refuses after decoding is decoded again by
+	//     image/jpeg with its buffer still held: up to 22 (progressive
+	//     4:4:4 RGB).
+	//   - JPEG with image/jpeg (CMYK and YCCK always, every JPEG under
+	//     -tags nojpegturbo): 1 per component sample (4:2:0: 1.5, CMYK:
+	//     4), plus 4 per full-resolution component if progressive, plus a
+	//     4-byte copy for CMYK, YCCK and RGB: progressive CMYK takes 24
+	//     (960 MB at the default), baseline CMYK 8, progressive 4:2:0
+	//     7.5.
+	//
+	// Several requests decode at once, so budget with ProcessMemory, or
+	// size MaxPixels for the worst format times the concurrency.
 	MaxPixels int
 
 	// JPEGDCTScaling lets libjpeg-turbo decode a large JPEG at 1/2 or 1/4

@@ -5,7 +5,8 @@
 //	Resize(256, BILINEAR) → CenterCrop(224) → ToTensor → Normalize(mean, std)
 //
 // JPEGs are decoded with libjpeg-turbo through cgo (the TurboJPEG API,
-// Debian's libturbojpeg0-dev), as PIL decodes them, straight to RGB; PNGs,
+// Debian's libturbojpeg0-dev), as PIL decodes them, straight to RGB (to
+// planes, converted with libjpeg's arithmetic, above 16.7 megapixels); PNGs,
 // and JPEGs libjpeg-turbo refuses (CMYK, YCCK, corrupt files), take the
 // standard library, whose colour conversion follows PIL's convert("RGB")
 // (alpha dropped, not composited) and libjpeg's chroma upsampling. The
@@ -17,6 +18,11 @@
 // JPEGs. Config.Resample "float" computes the same filter in float32
 // without PIL's roundings to uint8, as torchvision does on float tensors
 // (within one level of 255 of PIL's rows, about 0.85x the speed).
+//
+// Decoding costs memory in proportion to the pixels, from 1 to 24 bytes a
+// pixel by format (see Config.MaxPixels). ProcessMemory bounds what
+// Process will take for an image from its header, so that a server can
+// reserve it from a budget before decoding.
 //
 // The package knows nothing of HTTP servers: errors carry the status a
 // server should answer with (see Error).

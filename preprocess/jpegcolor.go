@@ -67,9 +67,18 @@ func newYCbCrRows(m *image.YCbCr) *ycbcrRows {
 	if m.Rect.Min != (image.Point{}) {
 		return nil
 	}
-	w, h := m.Rect.Dx(), m.Rect.Dy()
-	s := &ycbcrRows{y: m.Y, cb: m.Cb, cr: m.Cr, ystride: m.YStride, cstride: m.CStride, hdiv: 1, vdiv: 1}
-	switch m.SubsampleRatio {
+	s := new(ycbcrRows)
+	if !s.init(m.Y, m.Cb, m.Cr, m.YStride, m.CStride, m.Rect.Dx(), m.Rect.Dy(), m.SubsampleRatio) {
+		return nil
+	}
+	return s
+}
+
+// init sets s up for a w x h image with planes y, cb and cr; false for a
+// subsampling ratio it does not know.
+func (s *ycbcrRows) init(y, cb, cr []byte, ystride, cstride, w, h int, ratio image.YCbCrSubsampleRatio) bool {
+	*s = ycbcrRows{y: y, cb: cb, cr: cr, ystride: ystride, cstride: cstride, hdiv: 1, vdiv: 1}
+	switch ratio {
 	case image.YCbCrSubsampleRatio444:
 		s.mode = upFull
 	case image.YCbCrSubsampleRatio422:
@@ -88,7 +97,7 @@ func newYCbCrRows(m *image.YCbCr) *ycbcrRows {
 		s.hdiv, s.vdiv = 4, 2
 		s.mode = upReplica
 	default:
-		return nil
+		return false
 	}
 	s.cw = (w + s.hdiv - 1) / s.hdiv
 	s.ch = (h + s.vdiv - 1) / s.vdiv
@@ -97,7 +106,7 @@ func newYCbCrRows(m *image.YCbCr) *ycbcrRows {
 	if (s.mode == upH2V1 || s.mode == upH2V2) && s.cw <= 2 {
 		s.mode = upReplica
 	}
-	return s
+	return true
 }
 
 func (s *ycbcrRows) row(y, x0, x1 int, dst []byte) {

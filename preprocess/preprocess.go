@@ -23,6 +23,9 @@ type Preprocessor struct {
 	// jpegScales[m] allows libjpeg-turbo's DCT scaling by m/8 (m in
 	// 1..7) when the scaled shorter side still reaches Resize.
 	jpegScales [8]bool
+	// planesMin is the pixel count from which JPEGs are decoded to
+	// planes (planes.go): planarMinPixels; tests lower it.
+	planesMin int64
 }
 
 // scratch holds the per-call buffers; pooled so steady-state calls only
@@ -32,7 +35,12 @@ type scratch struct {
 	tmp []byte  // horizontally resampled rows, Size*3 bytes each
 	acc []int32 // vertical accumulators, Size*3
 	out []byte  // one output row as RGB
-	dec []byte  // libjpeg-turbo's packed RGB output
+	dec []byte  // libjpeg-turbo's output: packed RGB, or planes
+
+	// Row sources for planar decodes, here so that they cost no
+	// allocation.
+	yccRows  ycbcrRows
+	grayRows grayRows
 
 	// ResampleFloat's counterparts of tmp and out.
 	tmpF, outF []float32
@@ -49,7 +57,7 @@ func New(cfg Config) (*Preprocessor, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Preprocessor{cfg: cfg}
+	p := &Preprocessor{cfg: cfg, planesMin: planarMinPixels}
 	elem := 4
 	if cfg.DType == DTypeUint8 {
 		elem = 1
@@ -125,41 +133,58 @@ func (p *Preprocessor) Process(img []byte, dst []byte) error {
 	return nil
 }
 
-// processTurbo decodes a JPEG with libjpeg-turbo straight to packed RGB
-// and resamples that. done is false when libjpeg-turbo is unavailable or
-// refuses the file (CMYK, YCCK, anything corrupt): Process then takes the
-// Go decoder, which accepts or rejects it with the usual error.
+// processTurbo decodes a JPEG with libjpeg-turbo straight to packed RGB,
+// or for large YCbCr and grey ones to planes (planes.go), and resamples
+// that. done is false when libjpeg-turbo is unavailable or refuses the
+// file (CMYK, YCCK, anything corrupt): Process then takes the Go decoder,
+// which accepts or rejects it with the usual error.
 func (p *Preprocessor) processTurbo(img, dst []byte) (done bool, err error) {
 	d := getTJ()
 	if d == nil {
 		return false, nil
 	}
 	defer putTJ(d)
-	w, h, ok := tjHeader(d, img)
+	w, h, samp, ok := tjHeader(d, img)
 	if !ok {
 		return false, nil
 	}
-	if int64(w)*int64(h) > int64(p.cfg.MaxPixels) {
-		return true, unsupported(fmt.Errorf("%w: %dx%d pixels exceeds max_pixels %d", ErrTooLarge, w, h, p.cfg.MaxPixels))
+	if err := p.checkPixels(w, h); err != nil {
+		return true, err
 	}
 	m := p.jpegScale(w, h)
-	sw, sh := tjScaled(w, m), tjScaled(h, m)
 	s := p.scratch.Get().(*scratch)
 	defer p.scratch.Put(s)
-	n := 3 * sw * sh
-	buf := s.dec
-	if cap(buf) < n {
-		buf = make([]byte, n)
-		if n <= maxPooledDecode {
-			s.dec = buf
+	if l, ok := p.usePlanes(w, h, samp, m); ok {
+		buf := s.decodeBuffer(l.size())
+		if !decodeTurboPlanes(d, img, buf, &l, w, h) {
+			return false, nil
 		}
+		p.resample(l.rows(buf, w, h, s), nil, w, h, w, h, s, dst)
+		// The pooled scratch must not keep a buffer of its own alive.
+		s.yccRows, s.grayRows = ycbcrRows{}, grayRows{}
+		return true, nil
 	}
-	buf = buf[:n]
+	sw, sh := tjScaled(w, m), tjScaled(h, m)
+	buf := s.decodeBuffer(3 * sw * sh)
 	if !decodeTurbo(d, img, buf, w, h, m) {
 		return false, nil
 	}
 	p.resample(nil, buf, sw, sh, w, h, s, dst)
 	return true, nil
+}
+
+// decodeBuffer returns an n-byte buffer for libjpeg-turbo's output: the
+// pooled one when it fits or n is at most maxPooledDecode, else one of
+// its own.
+func (s *scratch) decodeBuffer(n int) []byte {
+	if cap(s.dec) >= n {
+		return s.dec[:n]
+	}
+	buf := make([]byte, n)
+	if n <= maxPooledDecode {
+		s.dec = buf
+	}
+	return buf
 }
 
 func isJPEG(b []byte) bool { return len(b) >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff }

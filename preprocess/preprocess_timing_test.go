@@ -217,3 +217,55 @@ func BenchmarkDecodeOnlyTurbo(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPlanarDecode is the choice behind planarMinPixels: decoding a
+// 4:2:0 JPEG to planes halves the decode buffer but moves chroma
+// upsampling and colour conversion from libjpeg-turbo's SIMD code to the
+// row source, which costs CPU (on an AMD EPYC, -cpu 1, images/cpu-s:
+// 500x375 ~510 packed vs ~430 planar, 2000x1500 ~46 vs ~35). So only
+// images too large for the pooled buffer, which would allocate 3 bytes a
+// pixel afresh, take planes.
+func BenchmarkPlanarDecode(b *testing.B) {
+	if !turboJPEG {
+		b.Skip("built without libjpeg-turbo")
+	}
+	for _, sz := range []image.Point{{500, 375}, {2000, 1500}} {
+		img := encodeJPEG(b, photoLike(sz.X, sz.Y), 90)
+		for _, planes := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%dx%d/planes=%v", sz.X, sz.Y, planes), func(b *testing.B) {
+				p := mustNew(b, Config{})
+				p.planesMin = math.MaxInt64
+				if planes {
+					p.planesMin = 0
+				}
+				dst := make([]byte, p.RowBytes())
+				imagesPerSecond(b, func() error { return p.Process(img, dst) })
+			})
+		}
+	}
+}
+
+// BenchmarkProcessMemory is the price of the bound a server asks for
+// before every Process: header parsing only (for JPEGs a walk over the
+// markers of the whole file, for PNGs over the chunk headers).
+func BenchmarkProcessMemory(b *testing.B) {
+	m := photoLike(2000, 1500)
+	for _, tc := range []struct {
+		name string
+		img  []byte
+	}{
+		{"jpeg-2000x1500", encodeJPEG(b, m, 90)},
+		{"png-2000x1500", encodePNG(b, m)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			p := mustNew(b, Config{})
+			b.SetBytes(int64(len(tc.img)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.ProcessMemory(tc.img); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

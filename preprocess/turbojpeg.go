@@ -5,6 +5,16 @@ package preprocess
 /*
 #cgo LDFLAGS: -lturbojpeg
 #include <turbojpeg.h>
+
+// decodePlanes is tjDecompressToYUVPlanes with the plane pointers as
+// arguments: cgo may not pass Go memory that holds Go pointers.
+static int decodePlanes(tjhandle h, const unsigned char *jpeg, unsigned long size,
+		unsigned char *y, unsigned char *u, unsigned char *v,
+		int ystride, int cstride, int width, int height, int flags) {
+	unsigned char *planes[3] = {y, u, v};
+	int strides[3] = {ystride, cstride, cstride};
+	return tjDecompressToYUVPlanes(h, jpeg, size, planes, width, strides, height, flags);
+}
 */
 import "C"
 
@@ -62,23 +72,46 @@ func putTJ(d *tjDecoder) {
 	}
 }
 
-// tjHeader reads the image size and colour space from the JPEG header.
-// ok is false when libjpeg-turbo cannot read the header or the image is
-// not one it should decode here (CMYK and YCCK, which PIL converts with
-// its own formula): the caller then uses the Go decoder, which also
-// words the error for bad files.
-func tjHeader(d *tjDecoder, img []byte) (w, h int, ok bool) {
+// tjHeader reads the image size, subsampling and colour space from the
+// JPEG header. samp is a tjSamp* constant: tjSampRGB for RGB JPEGs, which
+// only decodeTurbo takes. ok is false when libjpeg-turbo cannot read the
+// header or the image is not one it should decode here (CMYK and YCCK,
+// which PIL converts with its own formula): the caller then uses the Go
+// decoder, which also words the error for bad files.
+func tjHeader(d *tjDecoder, img []byte) (w, h, samp int, ok bool) {
 	o := &d.hdr
+	// tjDecompressHeader3 succeeds without writing its outputs for a
+	// tables-only stream (such as "\xff\xd8\xff"): clear what the last
+	// image on this handle left.
+	*o = [4]C.int{}
 	r := C.tjDecompressHeader3(d.h, (*C.uchar)(unsafe.Pointer(unsafe.SliceData(img))), C.ulong(len(img)), &o[0], &o[1], &o[2], &o[3])
 	cw, ch, cs := o[0], o[1], o[3]
 	if r != 0 || cw <= 0 || ch <= 0 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	switch cs {
-	case C.TJCS_YCbCr, C.TJCS_GRAY, C.TJCS_RGB:
-		return int(cw), int(ch), true
+	case C.TJCS_RGB:
+		return int(cw), int(ch), tjSampRGB, true
+	case C.TJCS_YCbCr, C.TJCS_GRAY:
+		switch o[2] {
+		case C.TJSAMP_444:
+			samp = tjSamp444
+		case C.TJSAMP_422:
+			samp = tjSamp422
+		case C.TJSAMP_420:
+			samp = tjSamp420
+		case C.TJSAMP_GRAY:
+			samp = tjSampGray
+		case C.TJSAMP_440:
+			samp = tjSamp440
+		case C.TJSAMP_411:
+			samp = tjSamp411
+		default:
+			samp = tjSampRGB
+		}
+		return int(cw), int(ch), samp, true
 	}
-	return 0, 0, false
+	return 0, 0, 0, false
 }
 
 // decodeTurbo decodes a JPEG into packed RGB at the scale m/8 (m in 1..8)
@@ -97,6 +130,27 @@ func decodeTurbo(d *tjDecoder, img []byte, dst []byte, w, h, m int) bool {
 		(*C.uchar)(unsafe.Pointer(unsafe.SliceData(img))), C.ulong(len(img)),
 		(*C.uchar)(unsafe.Pointer(unsafe.SliceData(dst))),
 		C.int(sw), C.int(3*sw), C.int(sh), C.TJPF_RGB,
+		C.TJFLAG_ACCURATEDCT|C.TJFLAG_STOPONWARNING|C.TJFLAG_LIMITSCANS)
+	return r == 0
+}
+
+// decodeTurboPlanes decodes a w x h JPEG at full scale into the planes
+// l lays out in buf (l.size() bytes): the IDCT's output, which
+// decodeTurbo would upsample and convert to RGB. Like decodeTurbo, it
+// returns false for anything libjpeg-turbo reports.
+func decodeTurboPlanes(d *tjDecoder, img, buf []byte, l *planeLayout, w, h int) bool {
+	if len(buf) < l.size() {
+		return false
+	}
+	y, u, v := l.split(buf)
+	ptr := func(b []byte) *C.uchar {
+		if b == nil {
+			return nil
+		}
+		return (*C.uchar)(unsafe.Pointer(unsafe.SliceData(b)))
+	}
+	r := C.decodePlanes(d.h, ptr(img), C.ulong(len(img)), ptr(y), ptr(u), ptr(v),
+		C.int(l.yw), C.int(l.cw), C.int(w), C.int(h),
 		C.TJFLAG_ACCURATEDCT|C.TJFLAG_STOPONWARNING|C.TJFLAG_LIMITSCANS)
 	return r == 0
 }

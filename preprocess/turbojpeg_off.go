@@ -16,6 +16,8 @@ func getTJ() *tjDecoder { return nil }
 
 func putTJ(*tjDecoder) {}
 
-func tjHeader(*tjDecoder, []byte) (w, h int, ok bool) { return 0, 0, false }
+func tjHeader(*tjDecoder, []byte) (w, h, samp int, ok bool) { return 0, 0, 0, false }
 
 func decodeTurbo(*tjDecoder, []byte, []byte, int, int, int) bool { return false }
+
+func decodeTurboPlanes(*tjDecoder, []byte, []byte, *planeLayout, int, int) bool { return false }
