@@ -6,7 +6,7 @@ export INFERD_ORT_LIB ?= $(CURDIR)/.deps/ort/libonnxruntime.so.1
 export INFERD_CACHE ?= $(HOME)/.cache/inferd
 
 # Packages whose code is concurrent run under the race detector too.
-RACE_PKGS := $(patsubst %,./%/...,$(wildcard batcher gpu server register loadtest cmd/loadtest))
+RACE_PKGS := $(patsubst %,./%/...,$(wildcard batcher budget gpu server register loadtest cmd/loadtest))
 
 .PHONY: setup test test-short vet bench build run fuzz
 
@@ -40,7 +40,10 @@ vet:
 test: GPU = 1
 test: export INFERD_REQUIRE_TOOLS = 1
 test: setup vet
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /attack)
+	@# The attack suite measures a real server's memory and its shedding
+	@# under overload: it runs alone, not beside other packages' tests.
+	$(GO) test -count=1 ./attack/
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 -tags nojpegturbo ./preprocess/
 	$(MAKE) --no-print-directory fuzz

@@ -35,7 +35,9 @@ import (
 //  5. Sheds a new request at admission (ErrCannotMeetDeadline) if even run
 //     next it would finish after its deadline: now + time until a runner
 //     frees + full batches queued ahead of it at its priority or higher ×
-//     t(max)/InFlight + t(bucket(its rows)) > deadline.
+//     t(max)/InFlight + t(bucket(its rows)) > deadline. Admission by time
+//     (admission.go, every mode) rejects most such requests in Submit
+//     already; this catches the rest once they reach the scheduler.
 //
 // Rules 3 to 5 wait until the model has seen warmSamples batches; before that
 // the prior below only makes rule 1 close batches early.

@@ -42,3 +42,26 @@ func TestSubmitAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestAdmitAllocs: the pre-check a server makes before reading a body
+// allocates nothing when it admits, with the time check on (run times
+// measured).
+func TestAdmitAllocs(t *testing.T) {
+	b := mustNew(t, Config{}, RunnerFunc(nop), nil)
+	defer b.Close(t.Context())
+	for range 100 {
+		if err := b.Submit(&Request{Rows: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := b.PredictedWait(1, 0); !ok {
+		t.Fatal("no run time measured after 100 batches")
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		if err := b.Admit(4, 1, time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per Admit, want 0", n)
+	}
+}

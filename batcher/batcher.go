@@ -15,7 +15,10 @@
 // A batch is closed (handed to a runner) as soon as a runner is free and any
 // of these holds:
 //   - it is full: MaxBatchSize rows, or the next request does not fit;
-//   - MaxDelay is 0 and the adaptive window is off (run at once);
+//   - MaxDelay is 0 and the adaptive window is off (the default window): at
+//     once, unless closed-loop clients just answered are about to come back
+//     and waiting for them pays; with several runners a batch then takes
+//     a fair share of those clients (see echo.go);
 //   - the delay window expired: MaxDelay has passed since the oldest queued
 //     request arrived;
 //   - waiting longer would make the request with the earliest deadline miss
@@ -23,8 +26,20 @@
 //   - the adaptive window (Config.LatencyTarget) says so; see adaptive.go.
 //   - the batcher is closing (everything queued runs without waiting).
 //
-// A full queue rejects at once (ErrQueueFull). A request whose deadline passes
-// while queued fails with ErrDeadlineExceeded and never runs.
+// # Admission
+//
+// Submit admits a request only if the batcher predicts it will be answered
+// within its deadline budget: the rows queued ahead of it at its priority or
+// higher at the throughput measured from completed batches, plus the batches
+// running and its own run (see admission.go). Otherwise it fails at once,
+// never queued: ErrCannotMeetDeadline if it could not make it even if it ran
+// next, ErrOverloaded if the queue ahead is the reason. Both carry a
+// RetryAfter. Before any run time is known (no batch has finished and
+// Config.BucketRunTimes is empty) only the cap applies: QueueCapacity
+// requests, and beyond it ErrQueueFull. Admit answers the same question
+// without queueing, for a server to ask before it reads a body. A request
+// whose deadline passes while queued anyway fails with ErrDeadlineExceeded
+// and never runs.
 //
 // # Goroutines and ownership
 //
@@ -40,6 +55,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,7 +115,9 @@ type Batch struct {
 	bucketIdx int
 	startNs   int64 // dispatch time, ns since epoch
 	estNs     int64 // predicted run time
+	endNs     int64 // predicted end for admission, ns since epoch
 	durNs     int64 // measured run time
+	doneNs    int64 // when Run returned, ns since epoch
 	failed    bool  // Run returned an error or panicked
 	slot      int   // index in scheduler.running
 }
@@ -131,6 +149,7 @@ type Batcher struct {
 	epoch     time.Time
 	m         *batcherMetrics
 	errFull   error
+	bucketIdx []int         // rows -> index of the smallest bucket >= rows
 	wake      chan struct{} // something for the scheduler; capacity 1
 	work      chan *Batch   // scheduler -> workers; capacity InFlight
 	schedDone chan struct{} // scheduler goroutine exited
@@ -138,6 +157,8 @@ type Batcher struct {
 	closeOnce sync.Once
 	workers   sync.WaitGroup
 	drained   atomic.Bool // the scheduler ran the queue dry and stopped
+	closing   atomic.Bool // Close was called (closed, for Admit's lock-free read)
+	adm       admission   // what admission predicts from; see admission.go
 	// Set by the scheduler when Close's context ended, before schedDone.
 	abortFailed, abortRunning int
 
@@ -178,13 +199,24 @@ func New(name string, cfg Config, r Runner, set *metrics.Set) (*Batcher, error) 
 		runner:    r,
 		epoch:     time.Now(),
 		m:         newMetrics(set, name, cfg.MaxBatchSize),
-		errFull:   newQueueFull(cfg.QueueCapacity),
+		errFull:   newQueueFull(cfg.QueueCapacity, 0),
 		wake:      make(chan struct{}, 1),
 		work:      make(chan *Batch, cfg.InFlight),
 		schedDone: make(chan struct{}),
 		stopped:   make(chan struct{}),
 		intake:    make([]*Request, 0, cfg.QueueCapacity),
 		returned:  make([]*Batch, 0, cfg.InFlight),
+		bucketIdx: make([]int, cfg.MaxBatchSize+1),
+		adm: admission{
+			queued: make([]atomic.Int64, cfg.Priorities),
+			runNs:  make([]atomic.Int64, len(cfg.Buckets)),
+		},
+	}
+	for n, i := 0, 0; n <= cfg.MaxBatchSize; n++ {
+		for cfg.Buckets[i] < n {
+			i++
+		}
+		b.bucketIdx[n] = i
 	}
 	s := newScheduler(b)
 	b.workers.Add(cfg.InFlight)
@@ -207,7 +239,8 @@ func stringsContainsFunc(s string, f func(rune) bool) bool {
 // Config returns the configuration in effect, defaults filled in.
 func (b *Batcher) Config() Config {
 	c := b.cfg
-	c.Buckets = append([]int(nil), c.Buckets...)
+	c.Buckets = slices.Clone(c.Buckets)
+	c.BucketRunTimes = slices.Clone(c.BucketRunTimes)
 	return c
 }
 
@@ -216,10 +249,12 @@ func (b *Batcher) Config() Config {
 func (b *Batcher) QueueDepth() int { return int(b.depth.Load()) }
 
 // Submit queues req and blocks until it is done: run (nil, or the batch's
-// failure), rejected at once (ErrBadRequest, ErrQueueFull, ErrClosed), shed
-// (ErrCannotMeetDeadline) or expired in the queue (ErrDeadlineExceeded). All
-// errors are *Error. req must not be submitted again, nor changed, until
-// Submit returns; after that the batcher holds no reference to it.
+// failure), rejected at once (ErrBadRequest, ErrClosed,
+// ErrCannotMeetDeadline, ErrOverloaded, ErrQueueFull: see Admit and
+// admission.go), shed by the adaptive window (ErrCannotMeetDeadline) or
+// expired in the queue (ErrDeadlineExceeded). All errors are *Error. req must
+// not be submitted again, nor changed, until Submit returns; after that the
+// batcher holds no reference to it.
 func (b *Batcher) Submit(req *Request) error {
 	if req == nil {
 		b.m.rejected[reasonInvalid].Inc()
@@ -238,10 +273,7 @@ func (b *Batcher) Submit(req *Request) error {
 }
 
 func (b *Batcher) submit(req *Request) error {
-	timeout := b.cfg.DefaultTimeout
-	if req.Timeout > 0 && req.Timeout < timeout {
-		timeout = req.Timeout
-	}
+	timeout := b.budget(req.Timeout)
 	now := time.Now()
 	req.enqueued = now
 	req.deadline = now.Add(timeout)
@@ -258,12 +290,12 @@ func (b *Batcher) submit(req *Request) error {
 		b.m.rejected[reasonClosed].Inc()
 		return ErrClosed
 	}
-	if b.depth.Load() >= int64(b.cfg.QueueCapacity) {
+	if v := b.check(req.Rows, req.Priority, timeout, req.enqNs); !v.admit {
 		b.mu.Unlock()
-		b.m.rejected[reasonQueueFull].Inc()
-		return b.errFull
+		return b.reject(v, req.Rows, timeout)
 	}
 	b.depth.Add(1)
+	b.adm.queued[req.Priority].Add(int64(req.Rows))
 	signal := len(b.intake) == 0
 	b.intake = append(b.intake, req)
 	b.mu.Unlock()
@@ -315,6 +347,7 @@ func (b *Batcher) Close(ctx context.Context) error {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
 		b.closed = true
+		b.closing.Store(true)
 		b.mu.Unlock()
 		b.signal()
 	})
@@ -355,6 +388,7 @@ func (b *Batcher) worker() {
 		b.m.inFlight.Dec()
 		b.m.runSeconds.Update(d.Seconds())
 		bt.durNs = int64(d)
+		bt.doneNs = int64(start.Add(d).Sub(b.epoch))
 		bt.failed = err != nil
 		clear(bt.buf[:cap(bt.buf)])
 		bt.Requests = bt.buf[:0]

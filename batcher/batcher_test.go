@@ -104,8 +104,11 @@ func propertyRun(t *testing.T, cfg Config, seed uint64) {
 			if !p.check() {
 				t.Fatalf("request %d: runs=%d, out %v for in %v", i, p.runs.Load(), p.out, p.in)
 			}
-		case errors.Is(err, ErrDeadlineExceeded), errors.Is(err, ErrCannotMeetDeadline), errors.Is(err, ErrQueueFull):
+		case errors.Is(err, ErrDeadlineExceeded), errors.Is(err, ErrCannotMeetDeadline), errors.Is(err, ErrQueueFull), errors.Is(err, ErrOverloaded):
 			counts[err.Error()[:20]]++
+			if be := err.(*Error); errors.Is(err, ErrOverloaded) && be.RetryAfter() <= 0 {
+				t.Fatalf("request %d: %v with RetryAfter %v", i, err, be.RetryAfter())
+			}
 			if p.runs.Load() != 0 {
 				t.Fatalf("request %d failed with %v but ran %d times", i, err, p.runs.Load())
 			}

@@ -14,6 +14,10 @@ const (
 	maxQueue        = 1 << 24
 )
 
+// queueBackstop is the default QueueCapacity: the only limit before a run
+// time is known, a hard cap after.
+const queueBackstop = 1024
+
 // Config tunes one Batcher. The zero value of every field means "use the
 // default"; Batcher.Config reports the values in effect. New rejects negative
 // or inconsistent values and names the offending field in the error, using
@@ -37,23 +41,39 @@ type Config struct {
 	// MaxDelay is the fixed delay window: the longest time from the oldest
 	// queued request's arrival until a batch is closed even if it is not
 	// full. Default 0: run as soon as a runner is free, with whatever is
-	// queued. With LatencyTarget set it is only an upper bound on waiting.
+	// queued, except that when closed-loop clients answered by the batch
+	// that just finished are about to come back, the runner waits for them
+	// as long as that saves device time (echo.go; open-loop traffic never
+	// waits). With LatencyTarget set it is only an upper bound on waiting.
 	// Trap: every request pays up to MaxDelay of extra latency at low load.
 	MaxDelay time.Duration
 
 	// LatencyTarget > 0 turns on the adaptive window: a fitted cost model
 	// decides how long a batch may wait (at most until its oldest request
 	// could still finish within LatencyTarget), trims batches to efficient
-	// buckets, and sheds requests that cannot meet their deadline
-	// (ErrCannotMeetDeadline). Default 0: off. Trap: it is a target for the
+	// buckets, and drops requests that can no longer meet their deadline
+	// when their turn comes (ErrCannotMeetDeadline; admission sheds in every
+	// mode). Default 0: off. Trap: it is a target for the
 	// time a request spends in the batcher (queue + run), not a deadline;
 	// requests are only shed against their own deadline (Request.Timeout or
 	// DefaultTimeout), so set DefaultTimeout near the SLO to bound the tail.
 	LatencyTarget time.Duration
 
-	// QueueCapacity is the most requests (not rows) that may wait; beyond it
-	// Submit fails at once with ErrQueueFull. Default 1024. Trap: a deep
-	// queue only converts overload into latency and timeouts.
+	// QueueCapacity is a hard cap on the requests (not rows) waiting; beyond
+	// it Submit fails at once with ErrQueueFull. Default 0: derived from
+	// time. Whatever its value, a request is admitted only if its predicted
+	// wait (the rows queued ahead of it at its priority or higher, at the
+	// throughput measured from completed batches, plus the batches running
+	// and its own run) fits its deadline budget, otherwise Submit fails at
+	// once with ErrOverloaded; so the queue holds what can be answered
+	// within DefaultTimeout. Until a run time is known (the first batch has
+	// finished, or BucketRunTimes seeds it) only the cap applies, and the
+	// default cap is a backstop of 1024 requests (what Config reports).
+	// Trap: on a fast device 1024 requests can be far less work than
+	// DefaultTimeout (a GPU at 6,000 rows/s answers them in 0.17 s), so
+	// there the backstop, not the deadline, bounds the queue; raise it only
+	// with the memory queued requests hold in mind (the server keeps each
+	// one's decoded input).
 	QueueCapacity int
 
 	// DefaultTimeout is each request's deadline budget, counted from Submit.
@@ -72,6 +92,23 @@ type Config struct {
 	// within a level. Trap: a steady stream at a high level starves the
 	// lower ones (their requests then time out).
 	Priorities int
+
+	// BucketRunTimes optionally seeds admission with how long one batch
+	// takes at each bucket, in the order of Buckets (one entry per bucket; 0
+	// means not known), as the server measures them at warm-up. Default
+	// none: admission by time starts when the first batch finishes, and
+	// until then only QueueCapacity protects the replica. Measured run times
+	// of completed batches replace the seeds bucket by bucket. Trap: the
+	// first run of a bucket pays one-off costs (memory arenas, cuDNN's
+	// algorithm search) and overstates the steady time, which makes
+	// admission too strict until real batches replace it: time a later run.
+	// A time measured with one batch running understates the time with
+	// InFlight batches sharing the device.
+	BucketRunTimes []time.Duration
+
+	// greedy turns the default window's wait for returning clients off
+	// (echo.go), for tests to compare with the policy it replaced.
+	greedy bool
 }
 
 // withDefaults validates c and returns a copy with every default filled in.
@@ -116,7 +153,7 @@ func (c Config) withDefaults() (Config, error) {
 	case c.QueueCapacity > maxQueue:
 		return c, fmt.Errorf("batcher: queue_capacity %d: must be <= %d", c.QueueCapacity, maxQueue)
 	case c.QueueCapacity == 0:
-		c.QueueCapacity = 1024
+		c.QueueCapacity = queueBackstop
 	}
 	switch {
 	case c.DefaultTimeout < 0:
@@ -139,6 +176,17 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("batcher: priorities %d: must be <= %d", c.Priorities, maxPriorities)
 	case c.Priorities == 0:
 		c.Priorities = 2
+	}
+	if n := len(c.BucketRunTimes); n > 0 {
+		if n != len(c.Buckets) {
+			return c, fmt.Errorf("batcher: bucket_run_times %v: has %d entries, want one per bucket of %v", c.BucketRunTimes, n, c.Buckets)
+		}
+		c.BucketRunTimes = slices.Clone(c.BucketRunTimes)
+		for _, d := range c.BucketRunTimes {
+			if d < 0 {
+				return c, fmt.Errorf("batcher: bucket_run_times %v: entry %v must be >= 0", c.BucketRunTimes, d)
+			}
+		}
 	}
 	return c, nil
 }

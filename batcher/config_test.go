@@ -41,6 +41,13 @@ func TestConfigValidation(t *testing.T) {
 		{"in flight huge", Config{InFlight: 5000}, "in_flight 5000: must be <= 1024"},
 		{"priorities negative", Config{Priorities: -1}, "priorities -1: must be >= 1"},
 		{"priorities huge", Config{Priorities: 100}, "priorities 100: must be <= 64"},
+		// Run-time seeds: one per bucket, 0 for the ones not measured.
+		{"bucket run times", Config{Buckets: []int{1, 2}, BucketRunTimes: []time.Duration{ms, 0}}, ""},
+		{"bucket run times short", Config{Buckets: []int{1, 2, 4}, BucketRunTimes: []time.Duration{ms}},
+			"batcher: bucket_run_times [1ms]: has 1 entries, want one per bucket of [1 2 4]"},
+		// The default buckets count too.
+		{"bucket run times for default buckets", Config{MaxBatchSize: 8, BucketRunTimes: []time.Duration{ms, ms}}, "want one per bucket of [1 2 4 8]"},
+		{"bucket run time negative", Config{Buckets: []int{1, 2}, BucketRunTimes: []time.Duration{ms, -ms}}, "bucket_run_times [1ms -1ms]: entry -1ms must be >= 0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -134,5 +141,16 @@ func TestConfigIsACopy(t *testing.T) {
 	c.Buckets[1] = 99
 	if got := b.Config().Buckets; !slices.Equal(got, []int{2, 4}) {
 		t.Fatalf("buckets changed under the batcher: %v", got)
+	}
+	seeds := []time.Duration{ms, 2 * ms}
+	b2, err := New("m", Config{Buckets: buckets, BucketRunTimes: seeds}, RunnerFunc(nop), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close(t.Context())
+	seeds[0] = time.Hour
+	b2.Config().BucketRunTimes[1] = time.Hour
+	if got := b2.Config().BucketRunTimes; !slices.Equal(got, []time.Duration{ms, 2 * ms}) {
+		t.Fatalf("bucket run times changed under the batcher: %v", got)
 	}
 }

@@ -3,6 +3,7 @@ package batcher
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error is the error type Submit returns. StatusCode gives the HTTP status
@@ -12,8 +13,9 @@ import (
 type Error struct {
 	code  int
 	msg   string
-	kind  *Error // the sentinel this error is an instance of; nil for sentinels
-	cause error  // what Unwrap returns
+	kind  *Error        // the sentinel this error is an instance of; nil for sentinels
+	cause error         // what Unwrap returns
+	retry time.Duration // what RetryAfter returns
 }
 
 // Error returns the message, which starts with "batcher: ".
@@ -21,6 +23,17 @@ func (e *Error) Error() string { return e.msg }
 
 // StatusCode is the HTTP status for this error: 400, 500, 503 or 504.
 func (e *Error) StatusCode() int { return e.code }
+
+// RetryAfter is how long the caller should wait before trying again, from
+// the same prediction that rejected the request: for ErrOverloaded the time
+// the queue ahead needs to drain until the request would fit its budget,
+// for ErrCannotMeetDeadline the time until the device is free (when the
+// request's own run fits its budget at all), for ErrQueueFull the time until
+// the next batch leaves the queue. It is 0 where it does not apply (other
+// kinds, a budget too short for the model, or nothing measured yet). It is
+// not rounded: a server writing Retry-After in whole seconds should round it
+// up, to at least 1.
+func (e *Error) RetryAfter() time.Duration { return e.retry }
 
 // Unwrap returns the cause: the Runner's error for ErrRunFailed, the panic
 // value if it was an error for ErrRunnerPanic, otherwise nil.
@@ -39,13 +52,23 @@ var (
 	// capacity and the knob to turn.
 	ErrQueueFull = &Error{code: 503, msg: "batcher: queue full"}
 
+	// ErrOverloaded (503): admission predicted that, behind the work
+	// already queued at its priority or higher and the batches running, the
+	// request would be answered after its deadline; it was rejected at once,
+	// never queued. The instance says the predicted wait and the budget;
+	// RetryAfter says when the queue should have drained enough.
+	ErrOverloaded = &Error{code: 503, msg: "batcher: overloaded"}
+
 	// ErrDeadlineExceeded (504): the request's deadline passed while it was
 	// queued; it never ran.
 	ErrDeadlineExceeded = &Error{code: 504, msg: "batcher: deadline exceeded while queued"}
 
-	// ErrCannotMeetDeadline (503): adaptive shedding. The cost model
-	// predicts the request would finish after its deadline even if it ran
-	// next, so it was rejected without running.
+	// ErrCannotMeetDeadline (503): the request would finish after its
+	// deadline even if it ran next (its own run, after the batch running
+	// now), so it was rejected without running: at once at admission, or by
+	// the adaptive window when its turn came. RetryAfter is 0 when its own
+	// run alone does not fit its budget: retrying cannot help, a longer
+	// timeout can.
 	ErrCannotMeetDeadline = &Error{code: 503, msg: "batcher: cannot meet deadline: predicted completion is past the request deadline"}
 
 	// ErrClosed (503): the batcher is closed, or closing gave up (its
@@ -65,13 +88,58 @@ var (
 	ErrRunnerPanic = &Error{code: 500, msg: "batcher: runner panicked"}
 )
 
-// newQueueFull is the per-batcher ErrQueueFull instance (built once in New so
-// rejecting does not allocate).
-func newQueueFull(capacity int) *Error {
+// newQueueFull builds an ErrQueueFull instance. New builds the one without a
+// RetryAfter once, so rejecting before anything is measured does not
+// allocate.
+func newQueueFull(capacity int, retry time.Duration) *Error {
 	return &Error{
-		code: 503,
-		kind: ErrQueueFull,
-		msg:  fmt.Sprintf("batcher: queue full (capacity %d): raise queue_capacity or add replicas", capacity),
+		code:  503,
+		kind:  ErrQueueFull,
+		retry: retry,
+		msg:   fmt.Sprintf("batcher: queue full (capacity %d): raise queue_capacity or add replicas", capacity),
+	}
+}
+
+// overloaded builds an ErrOverloaded instance.
+func overloaded(wait, budget time.Duration) *Error {
+	return &Error{
+		code:  503,
+		kind:  ErrOverloaded,
+		retry: wait - budget,
+		msg: fmt.Sprintf("batcher: overloaded: predicted wait %v exceeds the request's deadline budget of %v; retry later or add replicas",
+			roundDur(wait), roundDur(budget)),
+	}
+}
+
+// cannotMeet builds an ErrCannotMeetDeadline instance for a request whose
+// budget is shorter than next, its predicted wait if it ran next, of which
+// own is its own batch's run.
+func cannotMeet(next, own, budget time.Duration) *Error {
+	e := &Error{code: 503, kind: ErrCannotMeetDeadline}
+	if own > budget {
+		e.msg = fmt.Sprintf("batcher: cannot meet deadline: its batch alone runs for %v, longer than the request's deadline budget of %v; raise the request's timeout or default_timeout",
+			roundDur(own), roundDur(budget))
+		return e
+	}
+	e.retry = next - budget
+	e.msg = fmt.Sprintf("batcher: cannot meet deadline: predicted wait %v even if run next (the device is busy) exceeds the request's deadline budget of %v; retry later",
+		roundDur(next), roundDur(budget))
+	return e
+}
+
+// roundDur rounds d to three or four significant digits for a message.
+func roundDur(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond)
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	default:
+		return d.Round(time.Microsecond)
 	}
 }
 

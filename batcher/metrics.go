@@ -16,6 +16,7 @@ const (
 	reasonCannotMeet
 	reasonClosed
 	reasonInvalid
+	reasonOverloaded
 	numReasons
 )
 
@@ -25,6 +26,7 @@ var reasonLabels = [numReasons]string{
 	reasonCannotMeet: "cannot_meet_deadline",
 	reasonClosed:     "closed",
 	reasonInvalid:    "invalid",
+	reasonOverloaded: "overloaded",
 }
 
 // secondsBuckets are the le bounds of the queue wait and run time
@@ -47,6 +49,8 @@ type batcherMetrics struct {
 	inFlight   *metrics.Gauge               // inferd_batcher_batches_in_flight: batches in Runner.Run
 	runSeconds *metrics.PrometheusHistogram // inferd_batcher_run_seconds: Runner.Run time
 	rejected   [numReasons]*metrics.Counter // inferd_batcher_requests_rejected_total{reason}
+	wait       *metrics.Gauge               // inferd_batcher_predicted_wait_seconds: admission's prediction
+	throughput *metrics.Gauge               // inferd_batcher_throughput_rows_per_second: admission's rate
 }
 
 func newMetrics(set *metrics.Set, model string, maxBatch int) *batcherMetrics {
@@ -60,6 +64,8 @@ func newMetrics(set *metrics.Set, model string, maxBatch int) *batcherMetrics {
 		batches:    set.GetOrCreateCounter("inferd_batcher_batches_total" + l),
 		inFlight:   set.GetOrCreateGauge("inferd_batcher_batches_in_flight"+l, nil),
 		runSeconds: set.GetOrCreatePrometheusHistogramExt("inferd_batcher_run_seconds"+l, secondsBuckets),
+		wait:       set.GetOrCreateGauge("inferd_batcher_predicted_wait_seconds"+l, nil),
+		throughput: set.GetOrCreateGauge("inferd_batcher_throughput_rows_per_second"+l, nil),
 	}
 	for r, label := range reasonLabels {
 		m.rejected[r] = set.GetOrCreateCounter(`inferd_batcher_requests_rejected_total{model="` + lv + `",reason="` + label + `"}`)
@@ -76,12 +82,14 @@ func escapeLabel(s string) string {
 // lines of a Prometheus exposition (VictoriaMetrics/metrics has no help
 // text of its own).
 var Help = map[string]string{
-	"inferd_batcher_queue_depth":              "Requests waiting in the model's batcher queue.",
-	"inferd_batcher_queue_wait_seconds":       "Time a request waited in the queue before its batch started, in seconds.",
-	"inferd_batcher_batch_size":               "Rows per batch run (before padding to a bucket).",
-	"inferd_batcher_batch_padding_rows_total": "Padding rows added to reach a batch-size bucket.",
-	"inferd_batcher_batches_total":            "Batches run.",
-	"inferd_batcher_batches_in_flight":        "Batches running on the device now.",
-	"inferd_batcher_run_seconds":              "Compute time of one batch on the device, copies included, in seconds.",
-	"inferd_batcher_requests_rejected_total":  "Requests rejected by the batcher, by reason.",
+	"inferd_batcher_queue_depth":                "Requests waiting in the model's batcher queue.",
+	"inferd_batcher_queue_wait_seconds":         "Time a request waited in the queue before its batch started, in seconds.",
+	"inferd_batcher_batch_size":                 "Rows per batch run (before padding to a bucket).",
+	"inferd_batcher_batch_padding_rows_total":   "Padding rows added to reach a batch-size bucket.",
+	"inferd_batcher_batches_total":              "Batches run.",
+	"inferd_batcher_batches_in_flight":          "Batches running on the device now.",
+	"inferd_batcher_run_seconds":                "Compute time of one batch on the device, copies included, in seconds.",
+	"inferd_batcher_requests_rejected_total":    "Requests rejected by the batcher, by reason.",
+	"inferd_batcher_predicted_wait_seconds":     "Admission's predicted time from Submit to answer for a one-row request at the lowest priority, in seconds (0 until a run time is known).",
+	"inferd_batcher_throughput_rows_per_second": "Rows per second the device sustains at its most efficient measured bucket, all runners together, as admission uses it (0 until a run time is known).",
 }

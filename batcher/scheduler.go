@@ -20,6 +20,9 @@ type scheduler struct {
 	b         *Batcher
 	cfg       Config
 	adaptive  bool
+	greedy    bool         // the default window: MaxDelay 0, adaptive off
+	noEcho    bool         // Config.greedy: no wait for returning clients
+	echo      echo         // see echo.go
 	levels    []ring       // one FIFO per priority level
 	dl        deadlineHeap // every queued request, by deadline
 	n         int          // queued requests
@@ -30,6 +33,14 @@ type scheduler struct {
 	running   []*Batch     // batches running
 	bucketIdx []int        // rows -> index of the smallest bucket >= rows
 	cost      costModel
+	pub       published // see admission.go
+	run       []float64 // measured run time per bucket index, ns; 0 = unknown
+	fill      []float64 // mean rows carried per bucket index
+	spread    []float64 // mean absolute deviation of the rows carried
+	fewest    []int     // fewest rows carried
+	maxRows   int       // the most rows a request has had
+	ran       []int     // batches that ran per bucket index (0: run[i] is a seed or unknown)
+	slack     float64   // >= 1: how much slower than measured the queue drained lately (admission.go)
 	rate      rateEstimator
 	timer     *time.Timer
 	timerAt   int64 // when the timer fires, ns since epoch; never if stopped
@@ -44,10 +55,12 @@ func newScheduler(b *Batcher) *scheduler {
 		b:         b,
 		cfg:       cfg,
 		adaptive:  cfg.LatencyTarget > 0,
+		greedy:    cfg.LatencyTarget == 0 && cfg.MaxDelay == 0,
+		noEcho:    cfg.greedy,
 		levels:    make([]ring, cfg.Priorities),
 		dl:        make(deadlineHeap, 0, cfg.QueueCapacity),
 		spare:     make([]*Request, 0, cfg.QueueCapacity),
-		bucketIdx: make([]int, cfg.MaxBatchSize+1),
+		bucketIdx: b.bucketIdx,
 		cost:      newCostModel(cfg.Buckets),
 		spareRet:  make([]*Batch, 0, cfg.InFlight),
 		timerAt:   never,
@@ -62,17 +75,12 @@ func newScheduler(b *Batcher) *scheduler {
 	for i := range s.levels {
 		s.levels[i] = newRing(size)
 	}
-	for n, i := 0, 0; n <= cfg.MaxBatchSize; n++ {
-		for cfg.Buckets[i] < n {
-			i++
-		}
-		s.bucketIdx[n] = i
-	}
 	for range cfg.InFlight {
 		buf := make([]*Request, 0, cfg.MaxBatchSize)
 		s.free = append(s.free, &Batch{Requests: buf, buf: buf, own: make([]*Request, 0, cfg.MaxBatchSize)})
 	}
 	s.running = make([]*Batch, 0, cfg.InFlight)
+	s.seedRunTimes()
 	return s
 }
 
@@ -104,17 +112,19 @@ func (s *scheduler) loop() {
 		b.intake, b.returned = s.spare, s.spareRet
 		closed, aborted := b.closed, b.aborted
 		b.mu.Unlock()
-		for i, bt := range ret {
-			ret[i] = nil
-			s.finish(bt)
-		}
-		s.spareRet = ret[:0]
 		s.closing = closed
+		// Arrivals first, so that the echo of a finished batch (echo.go)
+		// can tell those that came before it finished from those after.
 		for i, r := range in {
 			in[i] = nil
 			s.admit(r, now)
 		}
 		s.spare = in[:0]
+		for i, bt := range ret {
+			ret[i] = nil
+			s.finish(bt)
+		}
+		s.spareRet = ret[:0]
 		if aborted {
 			s.stop()
 			close(b.schedDone)
@@ -123,8 +133,9 @@ func (s *scheduler) loop() {
 			return
 		}
 		s.expire(now)
+		s.echo.tick(now)
 		s.dispatch(now)
-		s.flushGauge()
+		s.flushGauge(now)
 		if s.closing && s.n == 0 && len(s.running) == 0 {
 			// The intake is closed and was drained: nothing can come.
 			s.timer.Stop()
@@ -142,6 +153,10 @@ func (s *scheduler) loop() {
 // admit queues one request taken from the intake, or fails it.
 func (s *scheduler) admit(r *Request, now int64) {
 	s.rate.rows += r.Rows
+	s.maxRows = max(s.maxRows, r.Rows)
+	if s.greedy {
+		s.echo.arrived(r.enqNs, r.Rows)
+	}
 	s.gauge++
 	if r.dlNs <= now {
 		s.fail(r, ErrDeadlineExceeded, reasonDeadline)
@@ -169,6 +184,7 @@ func (s *scheduler) unqueue(r *Request) {
 func (s *scheduler) fail(r *Request, err error, why reason) {
 	s.gauge--
 	s.b.depth.Add(-1)
+	s.release(r)
 	s.b.m.rejected[why].Inc()
 	r.err = err
 	r.done <- struct{}{}
@@ -176,10 +192,15 @@ func (s *scheduler) fail(r *Request, err error, why reason) {
 
 // expire fails the queued requests whose deadline has passed.
 func (s *scheduler) expire(now int64) {
+	missed := false
 	for len(s.dl) > 0 && s.dl.min().dlNs <= now {
 		r := s.dl.min()
 		s.unqueue(r)
 		s.fail(r, ErrDeadlineExceeded, reasonDeadline)
+		missed = true
+	}
+	if missed && !s.closing {
+		s.missed()
 	}
 }
 
@@ -212,11 +233,23 @@ func (s *scheduler) shouldClose(now int64) bool {
 		// request does not fit.
 		return true
 	}
-	if !s.adaptive && s.cfg.MaxDelay == 0 {
-		return true
-	}
 	bi := s.bucketIdx[s.rows]
 	t := s.cost.est[bi] + s.cost.margin()
+	if s.greedy {
+		if s.noEcho {
+			return true
+		}
+		until := s.echoWait(now)
+		if until == 0 {
+			return true
+		}
+		closeAt := min(until, s.dl.min().dlNs-t)
+		if now >= closeAt {
+			return true
+		}
+		s.closeAt = closeAt
+		return false
+	}
 	oldest := s.oldest()
 	closeAt := s.dl.min().dlNs - t // earliest deadline
 	if s.cfg.MaxDelay > 0 {
@@ -239,7 +272,7 @@ func (s *scheduler) shouldClose(now int64) bool {
 // priority first, FIFO within a level, whole requests only, stopping at the
 // first one that does not fit. The requests stay queued.
 func (s *scheduler) plan(bt *Batch) {
-	rows, max := 0, s.cfg.MaxBatchSize
+	rows, max := 0, s.limit()
 	for p := range s.levels {
 		q := &s.levels[p]
 		m := q.mask()
@@ -248,7 +281,7 @@ func (s *scheduler) plan(bt *Batch) {
 			if r == nil {
 				continue
 			}
-			if rows+r.Rows > max {
+			if rows+r.Rows > max && rows > 0 {
 				return
 			}
 			bt.Requests = append(bt.Requests, r)
@@ -258,6 +291,33 @@ func (s *scheduler) plan(bt *Batch) {
 			}
 		}
 	}
+}
+
+// echoWait is until when a freed runner waits for returning clients, 0
+// for not at all (echo.go).
+func (s *scheduler) echoWait(now int64) int64 {
+	share := s.limit()
+	more, by := s.echo.expected(now)
+	if more == 0 || s.rows >= share || by <= now {
+		return 0
+	}
+	r, all := s.rows, min(s.rows+more, share)
+	gain := float64(all)*float64(s.expect(s.bucketIdx[r]))/float64(r) - float64(s.expect(s.bucketIdx[all]))
+	if float64(by-now) >= gain {
+		return 0
+	}
+	return by
+}
+
+// limit is the most rows the next batch may take: MaxBatchSize, or, for
+// closed-loop clients on several runners under the default window, a fair
+// share of the rows in circulation, rounded up to its bucket (echo.go).
+func (s *scheduler) limit() int {
+	if !s.greedy || s.noEcho || s.cfg.InFlight == 1 || !s.echo.closedLoop() {
+		return s.cfg.MaxBatchSize
+	}
+	n := min(s.echo.share(s.cfg.InFlight), s.cfg.MaxBatchSize)
+	return s.cfg.Buckets[s.bucketIdx[n]]
 }
 
 // launch takes the next batch out of the queues and hands it to a worker.
@@ -285,17 +345,22 @@ func (s *scheduler) launch(now int64) {
 		rows += r.Rows
 		m.queueWait.Update(float64(now-r.enqNs) / 1e9)
 	}
-	n := len(bt.Requests)
-	s.gauge -= n
-	s.b.depth.Add(int64(-n))
 	bt.Rows = rows
 	bt.bucketIdx = s.bucketIdx[rows]
 	bt.Bucket = s.cfg.Buckets[bt.bucketIdx]
 	bt.startNs = now
 	bt.estNs = s.cost.est[bt.bucketIdx]
+	bt.endNs = now + s.expect(bt.bucketIdx)
 	bt.own = append(bt.own, bt.Requests...)
 	bt.slot = len(s.running)
 	s.running = append(s.running, bt)
+	s.pub.running = true
+	for _, r := range bt.Requests {
+		s.pub.released[r.Priority] += int64(r.Rows)
+	}
+	n := len(bt.Requests)
+	s.gauge -= n
+	s.b.depth.Add(int64(-n))
 	m.batches.Inc()
 	m.batchSize.Update(float64(rows))
 	if pad := bt.Bucket - rows; pad > 0 {
@@ -336,8 +401,17 @@ func (s *scheduler) finish(bt *Batch) {
 	s.running[last] = nil
 	s.running = s.running[:last]
 	s.free = append(s.free, bt)
+	s.pub.running = true
+	if s.greedy {
+		running := 0
+		for _, r := range s.running {
+			running += r.Rows
+		}
+		s.echo.finished(bt.doneNs, bt.Rows, bt.durNs, s.rows, running)
+	}
 	if !bt.failed {
 		s.cost.observe(s.cfg.Buckets[bt.bucketIdx], bt.durNs)
+		s.observeRun(bt.bucketIdx, bt.Rows, bt.durNs)
 	}
 }
 
@@ -356,8 +430,10 @@ func (s *scheduler) arm(now int64) {
 	s.timer.Reset(time.Duration(max(want-now, 0)))
 }
 
-// flushGauge publishes the queue depth change of this step.
-func (s *scheduler) flushGauge() {
+// flushGauge publishes the queue depth change of this step and the
+// predicted wait.
+func (s *scheduler) flushGauge(now int64) {
+	s.publish(now)
 	if s.gauge != 0 {
 		s.b.m.queueDepth.Add(float64(s.gauge))
 		s.gauge = 0
@@ -375,6 +451,6 @@ func (s *scheduler) stop() {
 		s.unqueue(r)
 		s.fail(r, ErrClosed, reasonClosed)
 	}
-	s.flushGauge()
+	s.flushGauge(s.now())
 	close(s.b.work)
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/inferd/inferd/budget"
 )
 
 // Config is the whole of inferd.yaml.
@@ -92,8 +94,29 @@ type Server struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout closes keep-alive connections idle this long. Default 120s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// MaxConnections caps concurrent connections. Default 10,000.
+	// MaxConnections caps concurrent connections. Default 10,000. Beyond
+	// it, 32 more are accepted that serve only health checks and /metrics
+	// (one request each), so a replica whose slots are taken is not dropped
+	// by its load balancer; the rest get 503.
 	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerClient caps the connections from one client IP
+	// address; beyond it a connection gets 429 and is closed. Default
+	// 1,024. Trap: behind a load balancer every connection comes from its
+	// address, so keep this above the balancer's connections per replica
+	// (configs/haproxy.cfg: maxconn 1000 per server).
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
+	// MemoryLimit bounds the memory requests hold at once: bodies as they
+	// arrive, decompressed bodies, parsed tensors and decoded images are
+	// reserved against it before they are allocated. A request that does
+	// not fit waits up to 100 ms for others to finish, then gets 503 with
+	// Retry-After; one that could never fit gets 413. The Go runtime's soft
+	// memory limit follows it (plus the server's own heap and 256 MiB), so
+	// memory from a spike goes back to the OS. Bytes, or a string with a
+	// unit ("2GiB", "512MiB"). Default: half of GOMEMLIMIT when that is set,
+	// else a quarter of the host's memory (the cgroup's when lower), at
+	// least 256 MiB. Trap: it does not count the models' memory (ONNX
+	// Runtime's sessions), which is fixed once they load.
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 	// DrainDelay is how long readiness reports 503 before the listener
 	// closes at shutdown, so load balancers move away first. Default 0
 	// standalone; set it to a few health-check intervals behind HAProxy.
@@ -151,13 +174,19 @@ type Model struct {
 // Batcher tunes a model's dynamic batcher.
 type Batcher struct {
 	// MaxDelay is the fixed delay window. Default 0: a batch closes as soon
-	// as a session is free, carrying whatever queued meanwhile.
+	// as a session is free, carrying whatever queued meanwhile, except that
+	// a freed session briefly waits for the rows of closed-loop clients the
+	// last batch answered when that wastes less device time than splitting
+	// them (batcher/echo.go).
 	MaxDelay time.Duration `yaml:"max_delay"`
 	// LatencyTarget turns on the adaptive window: batches close when
 	// waiting longer would make their oldest request miss it. Default 0 (off).
 	LatencyTarget time.Duration `yaml:"latency_target"`
-	// QueueCapacity caps queued requests; beyond it requests get 503 with
-	// Retry-After. Default 1024.
+	// QueueCapacity caps queued requests. Default 0: a request is admitted
+	// while its predicted wait (rows queued ahead ÷ the throughput measured
+	// on this device, seeded by warm-up) fits its deadline, else it gets 503
+	// at once with a Retry-After from the same prediction; 1,024 requests
+	// is the backstop. N > 0 is a hard cap on top of the time check.
 	QueueCapacity int `yaml:"queue_capacity"`
 	// DefaultTimeout is a request's deadline when it sets none (a request's
 	// parameters.timeout may shorten it, never lengthen). Default 30s.
@@ -239,6 +268,8 @@ func (c *Config) fill() {
 	s.WriteTimeout = or(s.WriteTimeout, 30*time.Second)
 	s.IdleTimeout = or(s.IdleTimeout, 120*time.Second)
 	s.MaxConnections = or(s.MaxConnections, 10_000)
+	s.MaxConnectionsPerClient = or(s.MaxConnectionsPerClient, 1024)
+	s.MemoryLimit = or(s.MemoryLimit, ByteSize(budget.DefaultLimit()))
 	s.ShutdownTimeout = or(s.ShutdownTimeout, 30*time.Second)
 	s.ResponseCompression = or(s.ResponseCompression, "auto")
 	if len(c.Models) == 0 {
@@ -288,8 +319,11 @@ func (c *Config) Validate() error {
 	if err := c.Register.validate(); err != nil {
 		return err
 	}
-	if c.Server.MaxBodyBytes < 0 || c.Server.MaxPixels < 0 || c.Server.MaxConnections < 0 {
-		return errors.New("config: server.max_body_bytes, max_pixels and max_connections must be >= 0")
+	if c.Server.MaxBodyBytes < 0 || c.Server.MaxPixels < 0 || c.Server.MaxConnections < 0 || c.Server.MaxConnectionsPerClient < 0 {
+		return errors.New("config: server.max_body_bytes, max_pixels, max_connections and max_connections_per_client must be >= 0")
+	}
+	if c.Server.MemoryLimit < 16<<20 {
+		return fmt.Errorf("config: server.memory_limit %d bytes: want at least 16MiB", c.Server.MemoryLimit)
 	}
 	if rc := c.Server.ResponseCompression; rc != "auto" && rc != "off" {
 		return fmt.Errorf("config: server.response_compression %q: want auto or off", rc)

@@ -44,12 +44,14 @@ func TestEmptyMeansDefault(t *testing.T) {
 
 func TestTestdata(t *testing.T) {
 	want := map[string]string{ // bad file -> words the error must contain
-		"unknown-key.bad.yml":    "field max_batchsize not found",
-		"duplicate-name.bad.yml": `models[1].name "m": already used`,
-		"bad-builtin.bad.yml":    `models[0].path: builtin model "resnet51"`,
-		"bad-std.bad.yml":        "models[0].preprocess.std has 2 values: want 3",
-		"bad-resample.bad.yml":   `models[0].preprocess.resample "bicubic": want pil or float`,
-		"register-short.bad.yml": "register.deregister_after 10s: Consul's minimum is 1m",
+		"unknown-key.bad.yml":        "field max_batchsize not found",
+		"duplicate-name.bad.yml":     `models[1].name "m": already used`,
+		"bad-builtin.bad.yml":        `models[0].path: builtin model "resnet51"`,
+		"bad-std.bad.yml":            "models[0].preprocess.std has 2 values: want 3",
+		"bad-resample.bad.yml":       `models[0].preprocess.resample "bicubic": want pil or float`,
+		"register-short.bad.yml":     "register.deregister_after 10s: Consul's minimum is 1m",
+		"memory-limit-word.bad.yml":  `"lots" is not a size`,
+		"memory-limit-small.bad.yml": "server.memory_limit 1048576 bytes: want at least 16MiB",
 	}
 	files, _ := filepath.Glob("testdata/*.yml")
 	if len(files) == 0 {
@@ -98,5 +100,30 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
 	if !os.IsNotExist(err) && !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("error %v", err)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{
+		"1048576": 1 << 20, "512MiB": 512 << 20, "2GiB": 2 << 30, "2 GB": 2e9, "1.5KiB": 1536, "64KB": 64000, "7B": 7,
+	} {
+		got, err := ParseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "lots", "-1MiB", "1PiB0", "MiB", "1e30GiB"} {
+		if _, err := ParseByteSize(bad); err == nil {
+			t.Errorf("ParseByteSize(%q) succeeded", bad)
+		}
+	}
+	for b, want := range map[ByteSize]string{512 << 20: "512MiB", 3 << 30: "3GiB", 1000: "1000B", 1536: "1536B"} {
+		if got := b.String(); got != want {
+			t.Errorf("%d.String() = %q, want %q", int64(b), got, want)
+		}
+	}
+	c, err := Load("testdata/limits.good.yml")
+	if err != nil || c.Server.MemoryLimit != 2<<30 || c.Server.MaxConnectionsPerClient != 64 {
+		t.Fatalf("limits.good.yml: %+v, %v", c.Server, err)
 	}
 }

@@ -35,6 +35,7 @@ type Model struct {
 	maxBatch int
 	buckets  []int
 	version  string
+	runTimes []time.Duration // per bucket, from warm-up's second pass
 
 	free      chan *instance
 	instances []*instance
@@ -338,7 +339,10 @@ func newTensor(t TensorInfo, rows int, buf []byte) (ort.Value, error) {
 	return v, nil
 }
 
-// warmup runs every bucket of every instance once on zero rows.
+// warmup runs every bucket of every instance once on zero rows, then
+// each bucket once more on all instances at once, timed: the first run pays
+// for memory arenas and cuDNN's algorithm search, the second is what a
+// batch costs when every instance is busy (BucketRunTimes).
 func (m *Model) warmup() error {
 	for _, inst := range m.instances {
 		for i := range inst.buckets {
@@ -350,8 +354,30 @@ func (m *Model) warmup() error {
 			m.opts.Logger.Debug("bucket warmed", "model", m.path, "bucket", b.size, "took", time.Since(start))
 		}
 	}
+	m.runTimes = make([]time.Duration, len(m.buckets))
+	for i := range m.buckets {
+		start := time.Now()
+		errs := make([]error, len(m.instances))
+		var wg sync.WaitGroup
+		for k, inst := range m.instances {
+			wg.Go(func() {
+				b := &inst.buckets[i]
+				errs[k] = inst.sess.Run(b.inputs, b.outputs)
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return internal(fmt.Errorf("gpu: timed warm-up of bucket %d on %s: %w", m.buckets[i], m.device, err))
+		}
+		m.runTimes[i] = time.Since(start)
+	}
 	return nil
 }
+
+// BucketRunTimes is what one batch of each bucket (in Buckets order) took
+// at warm-up with every instance running one: a seed for the batcher's
+// admission before real batches are measured. Nil with SkipWarmup.
+func (m *Model) BucketRunTimes() []time.Duration { return slices.Clone(m.runTimes) }
 
 // Inputs describes the model's inputs, in the order Lease.Input takes them.
 func (m *Model) Inputs() []TensorInfo { return m.inputs }

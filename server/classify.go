@@ -5,11 +5,13 @@ import (
 	"encoding/binary"
 	"io"
 	"math"
+	"mime/multipart"
 	"net/http"
 	"strconv"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/inferd/inferd/budget"
 	"github.com/inferd/inferd/kserve"
 )
 
@@ -109,8 +111,29 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, m *Model, k int) ([]predictio
 	if out.Datatype != "FP32" || len(out.Shape) != 2 {
 		return nil, errorf(http.StatusBadRequest, "model %q output %q is %s %s, not FP32 [N,classes] scores; use /v2/models/%s/infer", m.Name, out.Name, out.Datatype, shapeString(out.Shape), m.Name)
 	}
-	img, err := imageBody(ctx)
+	// Cheap checks first: a request the queue would refuse costs no body
+	// and no decode.
+	if err := m.admit(); err != nil {
+		return nil, err
+	}
+	h := s.budget.Hold()
+	defer h.Release()
+	b, err := s.readBody(ctx, &h, s.cfg.Server.MaxBodyBytes)
+	defer b.release()
 	if err != nil {
+		return nil, err
+	}
+	img, err := imageBody(ctx, b.b, &h)
+	if err != nil {
+		return nil, err
+	}
+	// What decoding will allocate, from the image's header, reserved
+	// before a pixel is decoded.
+	need, err := m.pre.ProcessMemory(img)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.Reserve(need, "decoding the image"); err != nil {
 		return nil, err
 	}
 	j := m.getJob(1)
@@ -118,7 +141,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, m *Model, k int) ([]predictio
 	if err := m.pre.Process(img, j.ownInput(0, m.inBytes[0])); err != nil {
 		return nil, err
 	}
-	if err := m.submit(j, ctx.Time()); err != nil {
+	if err := m.submit(ctx, j, ctx.Time()); err != nil {
 		return nil, err
 	}
 	scores := make([]float32, out.RowElems())
@@ -131,29 +154,52 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, m *Model, k int) ([]predictio
 	return topK(scores, k), nil
 }
 
-// imageBody returns the image bytes: the multipart field "image" of a
-// multipart/form-data request, else the whole body.
-func imageBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
+// imageBody returns the image bytes of body: the multipart field "image"
+// of a multipart/form-data request (copied out, the copy reserved on h),
+// else the whole body.
+func imageBody(ctx *fasthttp.RequestCtx, body []byte, h *budget.Hold) ([]byte, error) {
 	if !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("multipart/form-data")) {
-		if len(ctx.PostBody()) == 0 {
+		if len(body) == 0 {
 			return nil, errorf(http.StatusBadRequest, "empty body: send a JPEG or PNG image as the body or in the multipart field \"image\"")
 		}
-		return ctx.PostBody(), nil
+		return body, nil
 	}
-	fh, err := ctx.FormFile("image")
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "multipart body without the field \"image\": %v", err)
+	boundary := ctx.Request.Header.MultipartFormBoundary()
+	if len(boundary) == 0 {
+		return nil, errorf(http.StatusBadRequest, "multipart/form-data without a boundary parameter")
 	}
-	f, err := fh.Open()
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "reading the multipart field \"image\": %v", err)
+	mr := multipart.NewReader(bytes.NewReader(body), string(boundary))
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return nil, errorf(http.StatusBadRequest, "multipart body without the field \"image\"")
+		}
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, "malformed multipart body: %v", err)
+		}
+		if p.FormName() != "image" {
+			continue
+		}
+		// A part is never longer than the body that holds it.
+		if err := h.Reserve(int64(len(body)), "the multipart field \"image\""); err != nil {
+			return nil, err
+		}
+		img := make([]byte, 0, len(body))
+		for {
+			n, err := p.Read(img[len(img):cap(img)])
+			img = img[:len(img)+n]
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, errorf(http.StatusBadRequest, "reading the multipart field \"image\": %v", err)
+			}
+			if len(img) == cap(img) {
+				return nil, errorf(http.StatusBadRequest, "malformed multipart body: the field \"image\" does not end")
+			}
+		}
+		return img, nil
 	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "reading the multipart field \"image\": %v", err)
-	}
-	return b, nil
 }
 
 // label names class i: its label from the labels file, else its index.

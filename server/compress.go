@@ -1,11 +1,6 @@
 package server
 
 import (
-	"bytes"
-	"compress/gzip"
-	"compress/zlib"
-	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,7 +10,7 @@ import (
 
 // Content codings (RFC 9110 8.4). Request bodies in gzip or deflate (the
 // zlib format, which Triton's clients and browsers send) are decompressed
-// before anything reads them, bounded by server.max_body_bytes. Responses
+// by readBody (body.go), only on the routes that take a body. Responses
 // of compressMinBytes or more go out compressed when the request's
 // Accept-Encoding allows it and server.response_compression is auto;
 // smaller ones gain nothing.
@@ -23,76 +18,10 @@ import (
 // compressMinBytes is the smallest response body worth compressing.
 const compressMinBytes = 1024
 
-var (
-	gzipReaders sync.Pool // *gzip.Reader
-	zlibReaders sync.Pool // io.ReadCloser that is a zlib.Resetter
-	codingBufs  = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-	encodeBufs  = sync.Pool{New: func() any { return new([]byte) }}
-)
+var encodeBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-// maxPooledBuf keeps one very large body from pinning memory in the pool.
+// maxPooledBuf keeps one very large response from pinning memory in the pool.
 const maxPooledBuf = 4 << 20
-
-// decodeBody replaces a gzip- or deflate-encoded request body with its
-// decompressed bytes and drops the Content-Encoding header. An unknown
-// coding is a 415, a corrupt body a 400, and a body that decompresses past
-// max_body_bytes a 413, whatever its compressed size.
-func (s *Server) decodeBody(ctx *fasthttp.RequestCtx) error {
-	enc := strings.ToLower(strings.TrimSpace(string(ctx.Request.Header.ContentEncoding())))
-	if enc == "" || enc == "identity" {
-		return nil
-	}
-	body := ctx.Request.Body()
-	var r io.Reader
-	switch enc {
-	case "gzip", "x-gzip":
-		zr, _ := gzipReaders.Get().(*gzip.Reader)
-		var err error
-		if zr == nil {
-			zr, err = gzip.NewReader(bytes.NewReader(body))
-		} else {
-			err = zr.Reset(bytes.NewReader(body))
-		}
-		if err != nil {
-			return errorf(http.StatusBadRequest, "Content-Encoding %s: the body is not gzip data: %v", enc, err)
-		}
-		defer gzipReaders.Put(zr)
-		r = zr
-	case "deflate":
-		zr, _ := zlibReaders.Get().(io.ReadCloser)
-		var err error
-		if zr == nil {
-			zr, err = zlib.NewReader(bytes.NewReader(body))
-		} else {
-			err = zr.(zlib.Resetter).Reset(bytes.NewReader(body), nil)
-		}
-		if err != nil {
-			return errorf(http.StatusBadRequest, "Content-Encoding deflate: the body is not zlib data: %v", err)
-		}
-		defer zlibReaders.Put(zr)
-		r = zr
-	default:
-		return errorf(http.StatusUnsupportedMediaType, "Content-Encoding %q is not supported: send gzip, deflate or identity", enc)
-	}
-	buf := codingBufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= maxPooledBuf {
-			codingBufs.Put(buf)
-		}
-	}()
-	limit := int64(s.cfg.Server.MaxBodyBytes)
-	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
-	switch {
-	case n > limit:
-		return errorf(http.StatusRequestEntityTooLarge, "request body exceeds server.max_body_bytes (%d bytes) once decompressed", limit)
-	case err != nil:
-		return errorf(http.StatusBadRequest, "Content-Encoding %s: corrupt body: %v", enc, err)
-	}
-	ctx.Request.SetBody(buf.Bytes()) // copied
-	ctx.Request.Header.Del(fasthttp.HeaderContentEncoding)
-	return nil
-}
 
 // encodeResponse compresses the response body when the client accepts gzip
 // or deflate, the body is large enough, and compressing makes it smaller

@@ -8,12 +8,13 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/inferd/inferd/budget"
 	"github.com/inferd/inferd/config"
 )
 
-// FuzzDecodeBody: whatever arrives with a Content-Encoding, decodeBody
+// FuzzDecodeBody: whatever arrives with a Content-Encoding, readBody
 // either gives a body within max_body_bytes or a 4xx error; it never
-// panics.
+// panics, and every byte it reserved is given back.
 func FuzzDecodeBody(f *testing.F) {
 	var gz bytes.Buffer
 	w := gzip.NewWriter(&gz)
@@ -25,13 +26,23 @@ func FuzzDecodeBody(f *testing.F) {
 	f.Add("x-gzip", gz.Bytes()[:10])
 	cfg := config.Default()
 	cfg.Server.MaxBodyBytes = 1 << 16
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, budget: budget.New(1<<30, 0, nil)}
 	f.Fuzz(func(t *testing.T, coding string, body []byte) {
 		var ctx fasthttp.RequestCtx
 		ctx.Request.Header.SetMethod("POST")
 		ctx.Request.Header.Set("Content-Encoding", coding)
 		ctx.Request.SetBody(body)
-		err := s.decodeBody(&ctx)
+		h := s.budget.Hold()
+		b, err := s.readBody(&ctx, &h, cfg.Server.MaxBodyBytes)
+		n := len(b.b)
+		b.release()
+		if h.Held() < int64(n) {
+			t.Fatalf("a %d-byte body with %d bytes reserved", n, h.Held())
+		}
+		h.Release()
+		if u := s.budget.Used(); u != 0 {
+			t.Fatalf("%d bytes still reserved after release", u)
+		}
 		if err != nil {
 			var e *Error
 			if !errors.As(err, &e) || e.Code < 400 || e.Code > 499 {
@@ -39,7 +50,7 @@ func FuzzDecodeBody(f *testing.F) {
 			}
 			return
 		}
-		if n := len(ctx.Request.Body()); n > cfg.Server.MaxBodyBytes {
+		if n > cfg.Server.MaxBodyBytes {
 			t.Fatalf("decoded body of %d bytes beyond the %d limit", n, cfg.Server.MaxBodyBytes)
 		}
 	})

@@ -44,10 +44,27 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
 		}
 		headerLen = n
 	}
+	// Cheap checks first: a request the queue would refuse costs no body.
+	if err := m.admit(); err != nil {
+		writeError(ctx, err)
+		return
+	}
+	h := s.budget.Hold()
+	defer h.Release()
+	b, err := s.readBody(ctx, &h, s.cfg.Server.MaxBodyBytes)
+	defer b.release()
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	if err := h.Reserve(parseReserve(len(b.b), headerLen), "parsing the infer request"); err != nil {
+		writeError(ctx, err)
+		return
+	}
 	st := inferStates.Get().(*inferState)
-	defer inferStates.Put(st)
+	defer putInferState(st)
 	req := &st.req
-	if err := kserve.ParseInferRequest(req, ctx.PostBody(), headerLen); err != nil {
+	if err := kserve.ParseInferRequest(req, b.b, headerLen); err != nil {
 		writeError(ctx, err)
 		return
 	}
@@ -69,7 +86,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
 	}
 	j.req.Timeout = req.Timeout
 	j.req.Priority = req.Priority
-	if err := m.submit(j, ctx.Time()); err != nil {
+	if err := m.submit(ctx, j, ctx.Time()); err != nil {
 		writeError(ctx, err)
 		return
 	}
@@ -91,6 +108,32 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
 		ctx.SetContentType("application/octet-stream")
 	} else {
 		ctx.SetContentType("application/json")
+	}
+}
+
+// parseReserve is what parsing an infer body of n bytes may allocate:
+// kserve guarantees at most 4 bytes of tensor per byte of JSON (an FP64 or
+// INT64 element from two characters, "0,") plus 64 KiB; binary tensors are
+// copied out of the body once.
+func parseReserve(n, headerLen int) int64 {
+	if headerLen < 0 || headerLen > n {
+		headerLen = n
+	}
+	return 4*int64(headerLen) + int64(n-headerLen) + 64<<10
+}
+
+// maxPooledTensors bounds the tensor bytes a pooled inferState keeps: the
+// state of a larger request goes to the collector, so a spike of large
+// requests does not stay in the pool outside the memory budget.
+const maxPooledTensors = 4 << 20
+
+func putInferState(st *inferState) {
+	n := cap(st.buf)
+	for _, t := range st.req.Inputs[:cap(st.req.Inputs)] {
+		n += cap(t.Data)
+	}
+	if n <= maxPooledTensors {
+		inferStates.Put(st)
 	}
 }
 

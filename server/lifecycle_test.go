@@ -90,9 +90,10 @@ func TestQueueFullAndDeadline(t *testing.T) {
 	if _, ok := codes.Load(200); !ok {
 		t.Errorf("no request succeeded")
 	}
-	// parameters.timeout (microseconds) too short for any run: expired.
+	// parameters.timeout (microseconds) shorter than the model's own run:
+	// refused at once, not expired in the queue.
 	short := strings.Replace(string(body), `"inputs"`, `"parameters":{"timeout":1},"inputs"`, 1)
-	ts.do(t, "POST", "/v2/models/tiny/infer", "", []byte(short)).wantError(t, http.StatusGatewayTimeout, "")
+	ts.do(t, "POST", "/v2/models/tiny/infer", "", []byte(short)).wantError(t, http.StatusServiceUnavailable, "cannot meet deadline")
 }
 
 func TestMetricsPassPromtool(t *testing.T) {

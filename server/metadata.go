@@ -64,6 +64,9 @@ type repositoryEntry struct {
 	Reason  string `json:"reason"`
 }
 
+// maxIndexBody bounds a repository index request ({"ready": true}).
+const maxIndexBody = 64 << 10
+
 // repositoryIndex serves POST /v2/repository/index (Triton's model
 // repository extension): every model with its state; {"ready": true} in
 // the body lists the ready ones only.
@@ -71,7 +74,15 @@ func (s *Server) repositoryIndex(ctx *fasthttp.RequestCtx) {
 	var req struct {
 		Ready bool `json:"ready"`
 	}
-	if body := ctx.PostBody(); len(bytes.TrimSpace(body)) > 0 {
+	h := s.budget.Hold()
+	defer h.Release()
+	b, err := s.readBody(ctx, &h, maxIndexBody)
+	defer b.release()
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	if body := b.b; len(bytes.TrimSpace(body)) > 0 {
 		if err := json.Unmarshal(body, &req); err != nil {
 			writeError(ctx, errorf(http.StatusBadRequest, "repository index request: %v (want {} or {\"ready\": true})", err))
 			return

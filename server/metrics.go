@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/inferd/inferd/batcher"
+	"github.com/inferd/inferd/budget"
 )
 
 // serverMetrics are the front end's own metrics; the batcher's (queue
@@ -18,7 +19,9 @@ type serverMetrics struct {
 	set      *metrics.Set
 	inFlight *metrics.Gauge
 	process  *processMetrics
-	byKey    sync.Map // metricKey -> *requestMetrics
+	// connRejects count connections refused at accept, by reason.
+	connRejects map[string]*metrics.Counter
+	byKey       sync.Map // metricKey -> *requestMetrics
 }
 
 type metricKey struct {
@@ -39,8 +42,15 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 		set:      set,
 		inFlight: set.NewGauge("inferd_http_requests_in_flight", nil),
 		process:  newProcessMetrics(set),
+		connRejects: map[string]*metrics.Counter{
+			"per_client": set.NewCounter(`inferd_http_connections_rejected_total{reason="per_client"}`),
+			"max":        set.NewCounter(`inferd_http_connections_rejected_total{reason="max"}`),
+		},
 	}
 }
+
+// connRejected counts a connection refused at accept.
+func (m *serverMetrics) connRejected(reason string) { m.connRejects[reason].Inc() }
 
 // observe counts a finished request and its duration.
 func (m *serverMetrics) observe(model, endpoint string, code int, d time.Duration) {
@@ -64,19 +74,20 @@ func (m *serverMetrics) observe(model, endpoint string, code int, d time.Duratio
 // the text from here or from the package that owns the family
 // (batcher.Help).
 var help = map[string]string{
-	"inferd_http_requests_total":           "HTTP requests answered, by model, endpoint and status code.",
-	"inferd_http_request_duration_seconds": "End-to-end HTTP request duration in seconds, by model, endpoint and status code.",
-	"inferd_http_requests_in_flight":       "HTTP requests being handled now.",
-	"inferd_model_info":                    "Served models: device, ONNX Runtime version, max batch and instances (value 1).",
-	"go_goroutines":                        "Goroutines that currently exist.",
-	"go_gc_cycles_total":                   "Completed garbage collection cycles.",
-	"go_memstats_heap_alloc_bytes":         "Bytes of allocated heap objects.",
-	"go_memstats_sys_bytes":                "Bytes of memory obtained from the OS by the Go runtime.",
-	"process_cpu_seconds_total":            "User and system CPU time spent, in seconds.",
-	"process_resident_memory_bytes":        "Resident memory size in bytes (ONNX Runtime's native memory included).",
-	"process_virtual_memory_bytes":         "Virtual memory size in bytes.",
-	"process_start_time_seconds":           "Start time of the process since the Unix epoch, in seconds.",
-	"process_open_fds":                     "Open file descriptors.",
+	"inferd_http_requests_total":             "HTTP requests answered, by model, endpoint and status code.",
+	"inferd_http_request_duration_seconds":   "End-to-end HTTP request duration in seconds, by model, endpoint and status code.",
+	"inferd_http_requests_in_flight":         "HTTP requests being handled now.",
+	"inferd_http_connections_rejected_total": "Connections refused when accepted, by reason: per_client (server.max_connections_per_client) or max (server.max_connections and its health reserve).",
+	"inferd_model_info":                      "Served models: device, ONNX Runtime version, max batch and instances (value 1).",
+	"go_goroutines":                          "Goroutines that currently exist.",
+	"go_gc_cycles_total":                     "Completed garbage collection cycles.",
+	"go_memstats_heap_alloc_bytes":           "Bytes of allocated heap objects.",
+	"go_memstats_sys_bytes":                  "Bytes of memory obtained from the OS by the Go runtime.",
+	"process_cpu_seconds_total":              "User and system CPU time spent, in seconds.",
+	"process_resident_memory_bytes":          "Resident memory size in bytes (ONNX Runtime's native memory included).",
+	"process_virtual_memory_bytes":           "Virtual memory size in bytes.",
+	"process_start_time_seconds":             "Start time of the process since the Unix epoch, in seconds.",
+	"process_open_fds":                       "Open file descriptors.",
 }
 
 // serveMetrics serves GET /metrics: the server's set plus Go and process
@@ -94,6 +105,9 @@ func (s *Server) serveMetrics(ctx *fasthttp.RequestCtx) {
 			text := help[string(name)]
 			if text == "" {
 				text = batcher.Help[string(name)]
+			}
+			if text == "" {
+				text = budget.Help[string(name)]
 			}
 			if text == "" {
 				text = "Go runtime or process metric " + string(name) + "."

@@ -45,8 +45,9 @@ type Model struct {
 
 // OpenModel opens the model c describes: it generates a builtin model when
 // missing, resolves device auto, opens and warms the sessions, and starts
-// the batcher with its metrics on set.
-func OpenModel(c config.Model, rt config.Runtime, set *metrics.Set, log *slog.Logger) (*Model, error) {
+// the batcher with its metrics on set. Images are bounded by
+// sc.MaxPixels.
+func OpenModel(c config.Model, rt config.Runtime, sc config.Server, set *metrics.Set, log *slog.Logger) (*Model, error) {
 	start := time.Now()
 	path, err := resolvePath(c.Path, rt.ModelDir)
 	if err != nil {
@@ -93,7 +94,7 @@ func OpenModel(c config.Model, rt config.Runtime, set *metrics.Set, log *slog.Lo
 	for _, t := range sess.Outputs() {
 		m.outBytes = append(m.outBytes, t.RowBytes())
 	}
-	if m.pre, err = newPreprocessor(sess, c.Preprocess); err != nil {
+	if m.pre, err = newPreprocessor(sess, c.Preprocess, sc.MaxPixels); err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("model %q: %w", c.Name, err)
 	}
@@ -112,6 +113,9 @@ func OpenModel(c config.Model, rt config.Runtime, set *metrics.Set, log *slog.Lo
 		DefaultTimeout: c.Batcher.DefaultTimeout,
 		InFlight:       sess.Instances(),
 		Priorities:     c.Batcher.Priorities,
+		// Warm-up's timings protect the replica from its first request:
+		// admission by time needs them before real batches are measured.
+		BucketRunTimes: sess.BucketRunTimes(),
 	}
 	if m.batcher, err = batcher.New(c.Name, bc, &runner{m: m}, set); err != nil {
 		sess.Close()
@@ -148,13 +152,13 @@ func resolvePath(p, dir string) (string, error) {
 
 // newPreprocessor sets up image preprocessing when the model takes one
 // image input: float32 NCHW [3,H,W] or uint8 NHWC [H,W,3].
-func newPreprocessor(sess *gpu.Model, c config.Preprocess) (*preprocess.Preprocessor, error) {
+func newPreprocessor(sess *gpu.Model, c config.Preprocess, maxPixels int) (*preprocess.Preprocessor, error) {
 	in := sess.Inputs()
 	if len(in) != 1 {
 		return nil, nil
 	}
 	s := in[0].Shape
-	pc := preprocess.Config{Size: c.Size, Resize: c.Resize, Resample: c.Resample}
+	pc := preprocess.Config{Size: c.Size, Resize: c.Resize, Resample: c.Resample, MaxPixels: maxPixels}
 	switch {
 	case in[0].Datatype == "FP32" && len(s) == 4 && s[1] == 3 && s[2] == s[3]:
 		pc.Layout, pc.DType = "NCHW", "float32"
@@ -213,6 +217,10 @@ func isWordNetID(s string) bool {
 	}
 	return true
 }
+
+// admit answers what the batcher would answer a one-row request now
+// (overloaded, queue full, closed), before its body is read or decoded.
+func (m *Model) admit() error { return m.batcher.Admit(1, 0, 0) }
 
 // Ready reports whether the model takes requests.
 func (m *Model) Ready() bool { return m.ready.Load() }

@@ -52,23 +52,8 @@ func TestTwoModelsAndUint8Input(t *testing.T) {
 // batcher: the read timeout closes its connection while other clients are
 // served.
 func TestSlowClientTimesOut(t *testing.T) {
-	needLibrary(t)
-	cfg := tinyConfig(func(c *config.Config) { c.Server.ReadTimeout = 300 * time.Millisecond })
-	s := New(cfg, nil, quiet)
-	if err := s.LoadModels(); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	defer func() {
-		ctx, cancel := contextWithTimeout(10 * time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	}()
-	slow, err := net.Dial("tcp", ln.Addr().String())
+	s, addr := startTCP(t, tinyConfig(func(c *config.Config) { c.Server.ReadTimeout = 300 * time.Millisecond }))
+	slow, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func (s *Server) Reload(ctx context.Context, cfgs []config.Model) (ReloadResult,
 			res.Kept = append(res.Kept, c.Name)
 			continue
 		}
-		m, err := OpenModel(c, s.cfg.Runtime, s.set, s.log)
+		m, err := OpenModel(c, s.cfg.Runtime, s.cfg.Server, s.set, s.log)
 		if err != nil {
 			for _, o := range opened {
 				o.Close(ctx)

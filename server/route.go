@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -42,13 +43,21 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.stats.inFlight.Inc()
 	ctx.Response.Header.Set("X-Inferd-Replica", s.replica)
 	var modelName, endpoint string
-	if err := s.decodeBody(ctx); err != nil {
-		writeError(ctx, err)
-		endpoint = epOther
-	} else {
-		modelName, endpoint = s.route(ctx)
-		s.encodeResponse(ctx)
+	if c, ok := ctx.Conn().(*limitedConn); ok && c.reserve {
+		// A connection over max_connections or its client's
+		// max_connections_per_client: health checks and scrapes only, then
+		// it closes to free the reserve.
+		ctx.SetConnectionClose()
+		if p := string(ctx.Path()); p != "/v2/health/live" && p != "/v2/health/ready" && p != "/metrics" {
+			writeError(ctx, errorf(http.StatusServiceUnavailable, "connection over server.max_connections (%d) or max_connections_per_client (%d): only health checks and /metrics are served on it; retry shortly",
+				s.cfg.Server.MaxConnections, s.cfg.Server.MaxConnectionsPerClient))
+			s.stats.inFlight.Dec()
+			s.stats.observe("", epOther, ctx.Response.StatusCode(), time.Since(start))
+			return
+		}
 	}
+	modelName, endpoint = s.route(ctx)
+	s.encodeResponse(ctx)
 	s.stats.inFlight.Dec()
 	s.stats.observe(modelName, endpoint, ctx.Response.StatusCode(), time.Since(start))
 }
@@ -92,6 +101,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 	name, rest, _ := bytes.Cut(rest, []byte("/"))
 	m := s.acquire(string(name))
 	if m == nil {
+		if s.loading.Load() && s.configured(string(name)) {
+			writeError(ctx, errorf(http.StatusServiceUnavailable, "model %q is loading", name))
+			return "", epOther
+		}
 		writeError(ctx, errorf(http.StatusNotFound, "unknown model %q (this server has %s)", name, s.modelList()))
 		return "", epOther
 	}
@@ -133,8 +146,49 @@ func (s *Server) only(ctx *fasthttp.RequestCtx, method, endpoint string, h fasth
 		writeError(ctx, errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s: use %s", got, ctx.Path(), method))
 		return endpoint
 	}
+	if method == "GET" {
+		if err := discardBody(ctx); err != nil {
+			writeError(ctx, err)
+			return endpoint
+		}
+	}
 	h(ctx)
 	return endpoint
+}
+
+// maxIgnoredBody is the most of a body that a route taking none reads and
+// throws away (never decompressing nor keeping it) before it answers, so
+// that the client has sent it all when the answer comes: a connection
+// closed on unread bytes can lose the answer to a TCP reset.
+const maxIgnoredBody = 1 << 20
+
+// discardBody reads and drops the body of a request to a route that takes
+// none; past maxIgnoredBody it is a 413 and the connection closes.
+func discardBody(ctx *fasthttp.RequestCtx) error {
+	r := ctx.RequestBodyStream()
+	if r == nil || ctx.Request.Header.ContentLength() == 0 {
+		return nil
+	}
+	n, err := io.CopyN(io.Discard, r, maxIgnoredBody+1)
+	switch {
+	case n > maxIgnoredBody:
+		ctx.SetConnectionClose()
+		return errorf(http.StatusRequestEntityTooLarge, "%s takes no request body; this one is over %d bytes", ctx.Path(), maxIgnoredBody)
+	case err != nil && err != io.EOF:
+		ctx.SetConnectionClose()
+		return errorf(http.StatusBadRequest, "reading the request body: %v", err)
+	}
+	return nil
+}
+
+// configured reports whether name is a model of the startup configuration.
+func (s *Server) configured(name string) bool {
+	for _, c := range s.cfg.Models {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) modelList() string {
@@ -152,17 +206,26 @@ func (s *Server) modelList() string {
 }
 
 // handleTransportError answers errors fasthttp meets before a handler runs:
-// a body over the limit, a malformed request, a read timeout.
+// a body over the limit, a malformed request, a read timeout, a request
+// line or headers over the read buffer. The answer never echoes the
+// request (fasthttp's error texts quote up to 4 KiB of it).
 func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.Header.Set("X-Inferd-Replica", s.replica)
 	var te interface{ Timeout() bool }
+	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, errorf(http.StatusRequestEntityTooLarge, "request body exceeds server.max_body_bytes (%d bytes)", s.cfg.Server.MaxBodyBytes))
 	case errors.As(err, &te) && te.Timeout():
 		writeError(ctx, errorf(http.StatusRequestTimeout, "request not read within server.read_timeout (%s)", s.cfg.Server.ReadTimeout))
+	case errors.As(err, &small):
+		if c, ok := ctx.Conn().(*limitedConn); ok && c.firstLine {
+			writeError(ctx, errorf(http.StatusRequestURITooLong, "request line longer than %d bytes: shorten the URL", readBufferSize))
+		} else {
+			writeError(ctx, errorf(http.StatusRequestHeaderFieldsTooLarge, "request headers larger than %d bytes", readBufferSize))
+		}
 	default:
-		writeError(ctx, errorf(http.StatusBadRequest, "malformed http request: %v", err))
+		writeError(ctx, errorf(http.StatusBadRequest, "malformed HTTP/1.1 request: the request line, headers or chunked body could not be parsed"))
 	}
 	s.stats.observe("", epOther, ctx.Response.StatusCode(), 0)
 }
@@ -171,8 +234,8 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 // 503s say when to retry.
 func writeError(ctx *fasthttp.RequestCtx, err error) {
 	code := statusOf(err)
-	if code == http.StatusServiceUnavailable {
-		ctx.Response.Header.Set("Retry-After", "1")
+	if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
+		ctx.Response.Header.Set("Retry-After", retryAfter(err))
 	}
 	ctx.Response.Header.Del(headerInferenceLength)
 	ctx.SetContentType("application/json")
@@ -184,4 +247,16 @@ func writeJSON(ctx *fasthttp.RequestCtx, code int, body string) {
 	ctx.SetContentType("application/json")
 	ctx.SetStatusCode(code)
 	ctx.SetBodyString(body)
+}
+
+// retryAfter is the Retry-After value for err: the whole seconds its
+// RetryAfter method says (rounded up), at least 1.
+func retryAfter(err error) string {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		if d := ra.RetryAfter(); d > time.Second {
+			return strconv.Itoa(int((d + time.Second - 1) / time.Second))
+		}
+	}
+	return "1"
 }

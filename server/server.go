@@ -19,6 +19,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/inferd/inferd/budget"
 	"github.com/inferd/inferd/config"
 )
 
@@ -36,6 +37,8 @@ type Server struct {
 	compress bool
 
 	models   atomic.Pointer[modelSet] // replaced whole by AddModel
+	loading  atomic.Bool              // LoadModels is opening the configured models
+	budget   *budget.Budget           // what requests may hold at once (server.memory_limit)
 	addMu    sync.Mutex               // serialises AddModel
 	draining atomic.Bool
 	stats    *serverMetrics
@@ -65,21 +68,35 @@ func New(cfg *config.Config, set *metrics.Set, log *slog.Logger) *Server {
 	}
 	s.models.Store(&modelSet{byName: map[string]*Model{}})
 	s.stats = newServerMetrics(set)
+	s.budget = budget.New(int64(cfg.Server.MemoryLimit), 0, set)
 	s.http = &fasthttp.Server{
-		Handler:               s.handle,
-		ErrorHandler:          s.handleTransportError,
-		Name:                  "inferd",
-		Concurrency:           cfg.Server.MaxConnections,
-		ReadTimeout:           cfg.Server.ReadTimeout,
-		WriteTimeout:          cfg.Server.WriteTimeout,
-		IdleTimeout:           cfg.Server.IdleTimeout,
-		MaxRequestBodySize:    cfg.Server.MaxBodyBytes,
-		NoDefaultServerHeader: false,
-		CloseOnShutdown:       true,
-		Logger:                fasthttpLogger{log},
+		Handler:      s.handle,
+		ErrorHandler: s.handleTransportError,
+		Name:         "inferd",
+		// The reserve above max_connections serves health and metrics.
+		Concurrency:  cfg.Server.MaxConnections + reserveConns,
+		ReadTimeout:  cfg.Server.ReadTimeout,
+		WriteTimeout: cfg.Server.WriteTimeout,
+		IdleTimeout:  cfg.Server.IdleTimeout,
+		// Bodies are streamed: read (and reserved) by the routes that take
+		// one as the bytes arrive, never allocated from Content-Length.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		MaxRequestBodySize:           cfg.Server.MaxBodyBytes,
+		ReadBufferSize:               readBufferSize,
+		NoDefaultServerHeader:        false,
+		CloseOnShutdown:              true,
+		Logger:                       fasthttpLogger{log},
 	}
 	return s
 }
+
+// readBufferSize bounds a request's line and headers: beyond it a request
+// gets 414 (a long URL) or 431 (large headers).
+const readBufferSize = 8 << 10
+
+// Budget returns the memory budget requests reserve against.
+func (s *Server) Budget() *budget.Budget { return s.budget }
 
 // defaultReplica names a replica by its host name and listen port
 // ("gpu-7:8000"), or the host name alone when listen has no port.
@@ -100,8 +117,10 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 // LoadModels opens every model of the configuration, in order. The server
 // is ready once all are.
 func (s *Server) LoadModels() error {
+	s.loading.Store(true)
+	defer s.loading.Store(false)
 	for _, c := range s.cfg.Models {
-		m, err := OpenModel(c, s.cfg.Runtime, s.set, s.log)
+		m, err := OpenModel(c, s.cfg.Runtime, s.cfg.Server, s.set, s.log)
 		if err != nil {
 			return err
 		}
@@ -165,9 +184,13 @@ func (s *Server) Ready() bool {
 }
 
 // Serve serves HTTP on ln until Shutdown.
+// Connections are limited per client address
+// (server.max_connections_per_client) and in all (max_connections, with a
+// reserve for health and metrics).
 func (s *Server) Serve(ln net.Listener) error {
 	s.log.Info("listening", "addr", ln.Addr().String(), "replica", s.replica)
-	return s.http.Serve(ln)
+	lim := newConnLimiter(ln, s.cfg.Server.MaxConnections, s.cfg.Server.MaxConnectionsPerClient, s.stats.connRejected)
+	return s.http.Serve(lim)
 }
 
 // Shutdown stops the server in order, logging each step's duration:

@@ -82,7 +82,7 @@ func TestModelStatistics(t *testing.T) {
 	}
 	rows++
 	short := strings.Replace(string(jsonInfer(1, floats(3*224*224, 0))), `"inputs"`, `"parameters":{"timeout":1},"inputs"`, 1)
-	ts.do(t, "POST", "/v2/models/tiny/infer", "", []byte(short)).wantError(t, http.StatusGatewayTimeout, "")
+	ts.do(t, "POST", "/v2/models/tiny/infer", "", []byte(short)).wantError(t, http.StatusServiceUnavailable, "cannot meet deadline")
 	ts.do(t, "POST", "/v2/models/tiny/infer", "application/json", []byte(`{"inputs":[]}`)).wantError(t, 400, "")
 
 	var resp kserve.StatisticsResponse

@@ -21,10 +21,12 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"runtime"
 	"slices"
 	"syscall"
 	"time"
 
+	"github.com/inferd/inferd/budget"
 	"github.com/inferd/inferd/config"
 	"github.com/inferd/inferd/register"
 	"github.com/inferd/inferd/server"
@@ -87,7 +89,15 @@ func run() error {
 		ln.Close()
 		return err
 	}
-	log.Info("ready", "addr", ln.Addr().String())
+	// The Go soft memory limit follows the request budget from here on,
+	// above the heap the loaded models left, and a spike is handed back.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	soft := budget.FollowRuntime(srv.Budget().Limit(), int64(ms.HeapInuse))
+	reclaim, stopReclaim := context.WithCancel(context.Background())
+	defer stopReclaim()
+	go srv.Budget().Reclaim(reclaim, time.Second)
+	log.Info("ready", "addr", ln.Addr().String(), "memory_limit", config.ByteSize(srv.Budget().Limit()).String(), "go_memory_limit", config.ByteSize(soft).String())
 
 	var reg *register.Registrar
 	if cfg.Register.Enabled {
