@@ -48,4 +48,8 @@
 //	INFERD_ATTACK_REPORT=FILE  append one markdown table row per case to FILE
 //	                           and log failed bounds instead of failing
 //	INFERD_ATTACK_RSS_CAP_MB=N kill a server whose RSS passes N MB (6144)
+//	INFERD_ATTACK_OVERLOAD_BATCHER=YAML
+//	                           more batcher keys for the overload test's
+//	                           model, e.g. "latency_target: 2s" (the adaptive
+//	                           window) or "max_delay: 10ms"
 package attack

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,7 +37,7 @@ func TestOverload(t *testing.T) {
 		handling  = 150 * time.Millisecond
 	)
 	s := start(t, serverConfig{maxConns: 10000, maxConnsPerClient: 4096,
-		models: resnet50(", batcher: {default_timeout: 2s}")})
+		models: resnet50(", batcher: {default_timeout: 2s" + overloadBatcher() + "}")})
 	img := smallJPEG(256, 256)
 	url := s.base + "/v2/models/resnet50/classify"
 	ctx := context.Background()
@@ -185,6 +186,15 @@ func TestOverload(t *testing.T) {
 			v.row(name, codes.String(), fmt.Sprintf("%.0f", float64(peak-rss)/mb), took)
 		})
 	}
+}
+
+// overloadBatcher is INFERD_ATTACK_OVERLOAD_BATCHER as more keys of a YAML
+// flow mapping (", latency_target: 2s"), or "".
+func overloadBatcher() string {
+	if v := strings.TrimSpace(os.Getenv("INFERD_ATTACK_OVERLOAD_BATCHER")); v != "" {
+		return ", " + v
+	}
+	return ""
 }
 
 // computeTime is the compute duration of a Server-Timing header
