@@ -299,3 +299,13 @@ func TestTransportErrors(t *testing.T) {
 		t.Errorf("a bare-LF request: %v after %v (%v)", resp, d, err)
 	}
 }
+
+// server.max_pixels reaches the preprocessor: lowered, it refuses an image
+// that the preprocessor's own default would take.
+func TestMaxPixelsReachesPreprocessor(t *testing.T) {
+	ts := start(t, tinyConfig(func(c *config.Config) { c.Server.MaxPixels = 1000 }))
+	ts.do(t, "POST", "/v2/models/tiny/classify", "image/png", pngImage(t, 64, 48, 3)).wantError(t, 415, "max_pixels 1000")
+	if r := ts.do(t, "POST", "/v2/models/tiny/classify", "image/png", pngImage(t, 30, 30, 3)); r.code != 200 {
+		t.Errorf("a 30x30 image under max_pixels 1000: %d %s", r.code, r.body)
+	}
+}
