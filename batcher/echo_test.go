@@ -11,17 +11,18 @@ import (
 )
 
 // TestEchoWaitsForReturningClients: 8 closed-loop clients on one runner of 8
-// rows. Run at once (the old greedy default), the first client back starts
-// a batch of its own and batches settle at 1 and 7; the default window
+// rows. Run at once (the old greedy default), the first clients back start
+// a batch of their own and the batches split (1 and 7, or 3 and 5: which,
+// depends on the order the returning goroutines run in); the default window
 // learns that the clients come back and waits the fraction of a millisecond
 // they take, so every batch carries all 8.
 func TestEchoWaitsForReturningClients(t *testing.T) {
 	for _, c := range []struct {
 		greedy bool
-		want   []int // sizes of the last 6 batches, sorted
+		full   bool // whether the last 6 batches all carry 8 rows
 	}{
-		{true, []int{1, 1, 1, 7, 7, 7}},
-		{false, []int{8, 8, 8, 8, 8, 8}},
+		{true, false},
+		{false, true},
 	} {
 		t.Run(fmt.Sprintf("greedy=%v", c.greedy), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -50,10 +51,10 @@ func TestEchoWaitsForReturningClients(t *testing.T) {
 				}
 				wg.Wait()
 				b.Close(t.Context())
-				last := slices.Clone(sizes[len(sizes)-7 : len(sizes)-1]) // the very last may be cut short
-				slices.Sort(last)
-				if !slices.Equal(last, c.want) {
-					t.Fatalf("last batches %v, want %v (all: %v)", last, c.want, sizes)
+				last := sizes[len(sizes)-7 : len(sizes)-1] // the very last may be cut short
+				full := !slices.ContainsFunc(last, func(n int) bool { return n != 8 })
+				if full != c.full {
+					t.Fatalf("last batches %v: all full %v, want %v (all: %v)", last, full, c.full, sizes)
 				}
 			})
 		})
@@ -117,7 +118,9 @@ func TestEchoSpreadsOverRunners(t *testing.T) {
 				fours++
 			}
 		}
-		if fours < len(tail)*9/10 {
+		// Most, not all: which goroutine runs first at one fake instant
+		// varies (more under -race), and a batch of 3 then one of 5 follows.
+		if fours < len(tail)*3/4 {
 			t.Fatalf("%d of the last %d batches carry 4 rows: %v", fours, len(tail), tail)
 		}
 	})
