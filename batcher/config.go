@@ -111,6 +111,14 @@ type Config struct {
 	greedy bool
 }
 
+// Validate reports the first value New would reject in c, as New words it
+// ("batcher: max_batch_size 100000: must be <= 65536"); nil when New
+// accepts c. A config check calls it before anything is opened.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 // withDefaults validates c and returns a copy with every default filled in.
 func (c Config) withDefaults() (Config, error) {
 	if c.MaxBatchSize < 0 {

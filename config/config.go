@@ -1,7 +1,9 @@
 // Package config loads and validates inferd's YAML configuration. Loading
 // is strict: an unknown key is an error naming it. Zero values mean the
 // defaults given in each field's comment, so an empty file (or none) serves
-// the generated ResNet50 on :8000.
+// the generated ResNet50 on :8000. Validate reports every value that
+// startup would refuse, Check adds the files the config names; both say
+// each problem on a line of its own, naming the key as the file writes it.
 package config
 
 import (
@@ -9,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +35,8 @@ type Config struct {
 	Models []Model `yaml:"models"`
 	// Register announces the replica in a Consul catalog. Default off.
 	Register Register `yaml:"register"`
+
+	file string // the file Read read it from, for error messages
 }
 
 // Register configures self-registration in Consul (package register). The
@@ -229,21 +235,48 @@ func Default() *Config {
 	return c
 }
 
-// Load reads and validates the file at path.
+// Load reads and validates the file at path: strict decoding, then
+// Validate. It does not look at the files the config names; Check does.
 func Load(path string) (*Config, error) {
+	c, err := Read(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Read decodes the file at path strictly and fills the defaults without
+// validating, for a caller that changes the config (command-line flags)
+// before it calls Check or Validate. Their errors then name the file.
+func Read(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := Parse(data)
+	c, err := decode(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	c.file = path
 	return c, nil
 }
 
 // Parse decodes YAML strictly and validates it.
 func Parse(data []byte) (*Config, error) {
+	c, err := decode(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func decode(data []byte) (*Config, error) {
 	c := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -251,9 +284,6 @@ func Parse(data []byte) (*Config, error) {
 		return nil, fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	c.fill()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
 	return c, nil
 }
 
@@ -297,50 +327,67 @@ func or[T comparable](v, def T) T {
 	return v
 }
 
-// Validate checks values the types cannot, naming the key at fault.
+// Validate checks values the types cannot, and the values ONNX Runtime's
+// sessions (gpu.Options) and the batchers (batcher.Config) would refuse at
+// startup, without opening anything. It reports every problem, one line
+// each (errors.Join), naming the key as the file writes it:
+// models[0].device "gpu": want auto, cpu or cuda:N.
 func (c *Config) Validate() error {
+	var errs []error
 	seen := map[string]bool{}
 	for i, m := range c.Models {
 		key := fmt.Sprintf("models[%d]", i)
-		if m.Name == "" {
-			return fmt.Errorf("config: %s.name is required", key)
-		}
-		if strings.ContainsAny(m.Name, "/?# ") {
-			return fmt.Errorf("config: %s.name %q: must not contain '/', '?', '#' or spaces", key, m.Name)
-		}
-		if seen[m.Name] {
-			return fmt.Errorf("config: %s.name %q: already used by another model", key, m.Name)
+		switch {
+		case m.Name == "":
+			errs = append(errs, fmt.Errorf("config: %s.name is required", key))
+		case strings.ContainsAny(m.Name, "/?# "):
+			errs = append(errs, fmt.Errorf("config: %s.name %q: must not contain '/', '?', '#' or spaces", key, m.Name))
+		case seen[m.Name]:
+			errs = append(errs, fmt.Errorf("config: %s.name %q: already used by another model", key, m.Name))
 		}
 		seen[m.Name] = true
-		if err := checkModel(key, m); err != nil {
-			return err
-		}
+		errs = append(errs, checkModel(key, m)...)
+		errs = append(errs, checkRun(key, m)...)
 	}
-	if err := c.Register.validate(); err != nil {
-		return err
+	errs = append(errs, c.Register.validate()...)
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("config: listen %q: want HOST:PORT, e.g. :8000", c.Listen))
 	}
 	if c.Server.MaxBodyBytes < 0 || c.Server.MaxPixels < 0 || c.Server.MaxConnections < 0 || c.Server.MaxConnectionsPerClient < 0 {
-		return errors.New("config: server.max_body_bytes, max_pixels, max_connections and max_connections_per_client must be >= 0")
+		errs = append(errs, errors.New("config: server.max_body_bytes, max_pixels, max_connections and max_connections_per_client must be >= 0"))
 	}
 	if c.Server.MemoryLimit < 16<<20 {
-		return fmt.Errorf("config: server.memory_limit %d bytes: want at least 16MiB", c.Server.MemoryLimit)
+		errs = append(errs, fmt.Errorf("config: server.memory_limit %d bytes: want at least 16MiB", c.Server.MemoryLimit))
 	}
 	if rc := c.Server.ResponseCompression; rc != "auto" && rc != "off" {
-		return fmt.Errorf("config: server.response_compression %q: want auto or off", rc)
+		errs = append(errs, fmt.Errorf("config: server.response_compression %q: want auto or off", rc))
 	}
-	return nil
+	return c.inFile(errs)
 }
 
-func checkModel(key string, m Model) error {
+// inFile joins errs, each line prefixed with the file they come from when
+// the config was read from one.
+func (c *Config) inFile(errs []error) error {
+	errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil })
+	if c.file != "" {
+		for i, err := range errs {
+			errs[i] = fmt.Errorf("%s: %w", c.file, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkModel(key string, m Model) []error {
+	var errs []error
 	if name, ok := strings.CutPrefix(m.Path, "builtin:"); ok {
 		if _, err := BuiltinSpec(name); err != nil {
-			return fmt.Errorf("config: %s.path: %w", key, err)
+			errs = append(errs, fmt.Errorf("config: %s.path: %w", key, err))
 		}
 	}
 	switch m.Softmax {
 	case "auto", "true", "false":
 	default:
-		return fmt.Errorf("config: %s.softmax %q: want auto, true or false", key, m.Softmax)
+		errs = append(errs, fmt.Errorf("config: %s.softmax %q: want auto, true or false", key, m.Softmax))
 	}
 	for _, kv := range []struct {
 		name string
@@ -349,7 +396,7 @@ func checkModel(key string, m Model) error {
 		{"batcher.queue_capacity", m.Batcher.QueueCapacity}, {"batcher.priorities", m.Batcher.Priorities},
 		{"preprocess.size", m.Preprocess.Size}, {"preprocess.resize", m.Preprocess.Resize}} {
 		if kv.v < 0 {
-			return fmt.Errorf("config: %s.%s %d: must be >= 0", key, kv.name, kv.v)
+			errs = append(errs, fmt.Errorf("config: %s.%s %d: must be >= 0", key, kv.name, kv.v))
 		}
 	}
 	for _, kv := range []struct {
@@ -357,34 +404,33 @@ func checkModel(key string, m Model) error {
 		v    []float32
 	}{{"mean", m.Preprocess.Mean}, {"std", m.Preprocess.Std}} {
 		if len(kv.v) != 0 && len(kv.v) != 3 {
-			return fmt.Errorf("config: %s.preprocess.%s has %d values: want 3 (R, G, B)", key, kv.name, len(kv.v))
+			errs = append(errs, fmt.Errorf("config: %s.preprocess.%s has %d values: want 3 (R, G, B)", key, kv.name, len(kv.v)))
 		}
 	}
 	switch m.Preprocess.Resample {
 	case "", "pil", "float":
 	default:
-		return fmt.Errorf("config: %s.preprocess.resample %q: want pil or float", key, m.Preprocess.Resample)
+		errs = append(errs, fmt.Errorf("config: %s.preprocess.resample %q: want pil or float", key, m.Preprocess.Resample))
 	}
-	for _, s := range m.Preprocess.Std {
-		if s <= 0 {
-			return fmt.Errorf("config: %s.preprocess.std %v: every value must be > 0", key, m.Preprocess.Std)
-		}
+	if slices.ContainsFunc(m.Preprocess.Std, func(s float32) bool { return s <= 0 }) {
+		errs = append(errs, fmt.Errorf("config: %s.preprocess.std %v: every value must be > 0", key, m.Preprocess.Std))
 	}
 	if m.Batcher.MaxDelay < 0 || m.Batcher.LatencyTarget < 0 || m.Batcher.DefaultTimeout < 0 {
-		return fmt.Errorf("config: %s.batcher: durations must be >= 0", key)
+		errs = append(errs, fmt.Errorf("config: %s.batcher: durations must be >= 0", key))
 	}
-	return nil
+	return errs
 }
 
-func (r Register) validate() error {
+func (r Register) validate() []error {
+	var errs []error
 	if r.Service == "" || strings.ContainsAny(r.Service, "./ ") {
-		return fmt.Errorf("config: register.service %q: want a DNS label (no '.', '/' or spaces)", r.Service)
+		errs = append(errs, fmt.Errorf("config: register.service %q: want a DNS label (no '.', '/' or spaces)", r.Service))
 	}
 	if r.CheckInterval < 100*time.Millisecond || r.CheckTimeout <= 0 || r.SyncInterval < 100*time.Millisecond {
-		return errors.New("config: register.check_interval and sync_interval must be >= 100ms, check_timeout > 0")
+		errs = append(errs, errors.New("config: register.check_interval and sync_interval must be >= 100ms, check_timeout > 0"))
 	}
 	if r.DeregisterAfter < time.Minute {
-		return fmt.Errorf("config: register.deregister_after %s: Consul's minimum is 1m", r.DeregisterAfter)
+		errs = append(errs, fmt.Errorf("config: register.deregister_after %s: Consul's minimum is 1m", r.DeregisterAfter))
 	}
-	return nil
+	return errs
 }

@@ -122,6 +122,15 @@ func DefaultBuckets(max int) []int {
 	return append(b, max)
 }
 
+// Validate reports the first value Open would reject in o, in the words
+// Open uses ("buckets [8 4]: must be strictly ascending"), without opening
+// anything; nil when Open accepts them. A config check calls it before any
+// session is opened.
+func (o Options) Validate() error {
+	_, _, err := o.withDefaults()
+	return err
+}
+
 // withDefaults validates o and fills the defaults.
 func (o Options) withDefaults() (Options, Device, error) {
 	dev, err := ParseDevice(o.Device)

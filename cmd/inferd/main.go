@@ -4,6 +4,9 @@
 //
 //	inferd [-config inferd.yaml] [-listen :8000] [-consul ADDR] [-check-config]
 //
+// -check-config reports every problem startup would meet short of opening
+// the models, one line each, and exits 1 (0 and "config ok" when none).
+//
 // With register.enabled (or -consul) the replica registers itself in Consul
 // once its models are loaded and deregisters at the end of its shutdown.
 // SIGTERM or SIGINT shuts down gracefully; SIGHUP reloads the models of the
@@ -23,6 +26,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,7 +38,10 @@ import (
 
 func main() {
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "inferd:", err)
+		// One line per problem: a config check reports them all.
+		for line := range strings.SplitSeq(err.Error(), "\n") {
+			fmt.Fprintln(os.Stderr, "inferd:", line)
+		}
 		os.Exit(1)
 	}
 }
@@ -43,7 +50,7 @@ func run() error {
 	path := flag.String("config", "", "YAML config file (default: none, serve the generated resnet50)")
 	listen := flag.String("listen", "", "listen address, overriding the config's listen (default :8000)")
 	device := flag.String("device", "", "device for every model: auto, cpu or cuda:N, overriding the config")
-	check := flag.Bool("check-config", false, "validate the config and exit")
+	check := flag.Bool("check-config", false, "check the config and flags as startup does, short of opening models (values, and the files it names), print every problem, and exit")
 	consul := flag.String("consul", "", "register in the Consul agent at this HTTP address (turns register.enabled on)")
 	verbose := flag.Bool("v", false, "log debug lines")
 	flag.Parse()
@@ -57,15 +64,9 @@ func run() error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	cfg := config.Default()
-	if *path != "" {
-		var err error
-		if cfg, err = config.Load(*path); err != nil {
-			return err
-		}
-	}
 	fl := overrides{listen: *listen, consul: *consul, device: *device}
-	if err := fl.apply(cfg); err != nil {
+	cfg, err := load(*path, fl)
+	if err != nil {
 		return err
 	}
 	if *check {
@@ -175,8 +176,25 @@ func newRegistrar(cfg *config.Config, addr string, srv *server.Server, log *slog
 // overrides are the command-line flags that override the config file.
 type overrides struct{ listen, consul, device string }
 
-// apply sets the flags given on cfg, a config that config.Load or
-// config.Default already validated; a device given is validated again.
+// load reads the config file at path (none: the default), applies the
+// flags, and checks the result as -check-config does: every value, and the
+// files it names. Startup and SIGHUP reloads check the same way.
+func load(path string, fl overrides) (*config.Config, error) {
+	cfg := config.Default()
+	if path != "" {
+		var err error
+		if cfg, err = config.Read(path); err != nil {
+			return nil, err
+		}
+	}
+	if err := fl.apply(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, cfg.Check()
+}
+
+// apply sets the flags given on cfg; a -device that no model could take is
+// an error naming the flag.
 func (o overrides) apply(cfg *config.Config) error {
 	if o.listen != "" {
 		cfg.Listen = o.listen
@@ -188,10 +206,13 @@ func (o overrides) apply(cfg *config.Config) error {
 	if o.device == "" {
 		return nil
 	}
+	if err := config.CheckDevice(o.device); err != nil {
+		return fmt.Errorf("-%w", err)
+	}
 	for i := range cfg.Models {
 		cfg.Models[i].Device = o.device
 	}
-	return cfg.Validate()
+	return nil
 }
 
 // modelMeta is the Consul service meta of the models srv serves.
@@ -214,10 +235,7 @@ func reload(path string, fl overrides, cur *config.Config, srv *server.Server, r
 		return
 	}
 	start := time.Now()
-	next, err := config.Load(path)
-	if err == nil {
-		err = fl.apply(next)
-	}
+	next, err := load(path, fl)
 	if err != nil {
 		log.Error("reload failed; still serving the previous models", "err", err)
 		return

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -53,6 +54,49 @@ func TestCheckConfig(t *testing.T) {
 	if err == nil || !bytes.Contains(out, []byte("field devise not found")) {
 		t.Errorf("bad config: %v %s", err, out)
 	}
+
+	// What used to pass the check and fail at startup: the flags are
+	// applied first, and the files the config names are looked at.
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	os.WriteFile(missing, []byte("models:\n  - {name: m, path: /nope.onnx, device: cpu}\n"), 0o644)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-device", "GPU0", "-config", "../../configs/inferd.yaml"}, `inferd: -device "GPU0": want auto, cpu or cuda:N`},
+		{[]string{"-config", missing}, `inferd: ` + missing + `: config: models[0].path "/nope.onnx": no such file or directory`},
+		// Every mistake, one line each, in one run.
+		{[]string{"-config", "../../config/testdata/three-mistakes.bad.yml"}, `models[0].device "gpu"`},
+		{[]string{"-config", "../../config/testdata/three-mistakes.bad.yml"}, `models[0].buckets [8 4]`},
+		{[]string{"-config", "../../config/testdata/three-mistakes.bad.yml"}, `models[1].labels "/nope-synset.txt"`},
+	} {
+		out, err := exec.Command(bin, append([]string{"-check-config"}, c.args...)...).CombinedOutput()
+		if code := exitCode(err); code != 1 || !bytes.Contains(out, []byte(c.want)) || bytes.Contains(out, []byte("config ok")) {
+			t.Errorf("-check-config %q: exit %d, want 1 saying %s:\n%s", c.args, code, c.want, out)
+		}
+	}
+	out, _ = exec.Command(bin, "-check-config", "-config", "../../config/testdata/three-mistakes.bad.yml").CombinedOutput()
+	if n := bytes.Count(out, []byte("inferd: ")); n != 3 {
+		t.Errorf("three mistakes, %d lines:\n%s", n, out)
+	}
+	// The flags a good config is started with are checked with it.
+	out, err = exec.Command(bin, "-check-config", "-config", "../../configs/inferd.yaml", "-device", "cpu", "-listen", "127.0.0.1:0").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("config ok: 1 model(s), listen 127.0.0.1:0")) {
+		t.Errorf("shipped config with -device cpu: %v %s", err, out)
+	}
+}
+
+// exitCode is the exit status exec reports in err: 0 for nil, -1 when the
+// process did not run to an exit.
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	}
+	return -1
 }
 
 // SIGTERM under steady load: every request sent before the signal
