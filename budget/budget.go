@@ -174,6 +174,22 @@ func (h *Hold) Reserve(n int64, what string) error {
 	return nil
 }
 
+// Return gives back n of the bytes the hold reserved (all of them when n is
+// more), when the request no longer holds them: the old buffer once a
+// grown one has taken its place.
+func (h *Hold) Return(n int64) {
+	if h.b == nil || n <= 0 {
+		return
+	}
+	n = min(n, h.n)
+	h.b.release(n)
+	if l := min(n, h.large); l > 0 {
+		h.b.large.Release(l)
+		h.large -= l
+	}
+	h.n -= n
+}
+
 // Held returns the bytes the hold has reserved.
 func (h *Hold) Held() int64 { return h.n }
 

@@ -202,3 +202,27 @@ func statusOf(err error) int {
 	}
 	return 0
 }
+
+// Return gives back part of a hold, from the large share too.
+func TestReturn(t *testing.T) {
+	b := New(64<<20, time.Millisecond, nil)
+	h := b.Hold()
+	if err := h.Reserve(10<<20, "a large body"); err != nil {
+		t.Fatal(err)
+	}
+	h.Return(4 << 20)
+	if h.Held() != 6<<20 || b.Used() != 6<<20 {
+		t.Fatalf("after returning 4 MiB of 10: held %d, used %d", h.Held(), b.Used())
+	}
+	// The large share has room for what was returned.
+	h2 := b.Hold()
+	if err := h2.Reserve(b.MaxHold()-(6<<20), "the rest of the large share"); err != nil {
+		t.Fatalf("the large share after a return: %v", err)
+	}
+	h.Return(1 << 40)
+	h2.Release()
+	h.Release()
+	if h.Held() != 0 || b.Used() != 0 {
+		t.Fatalf("after all: held %d, used %d", h.Held(), b.Used())
+	}
+}

@@ -75,7 +75,7 @@ func DefaultLimit() int64 {
 // the request budget and what it held once models loaded: connection
 // buffers, pools, pooled jobs. Small, so that garbage from a spike is
 // collected before RSS passes the budget by much.
-const runtimeHeadroom = 64 << 20
+const runtimeHeadroom = 32 << 20
 
 // FollowRuntime sets the Go runtime's soft memory limit to the request
 // budget plus the heap the server holds now (call it once models are

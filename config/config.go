@@ -116,7 +116,7 @@ type Server struct {
 	// reserved against it before they are allocated. A request that does
 	// not fit waits up to 100 ms for others to finish, then gets 503 with
 	// Retry-After; one that could never fit gets 413. The Go runtime's soft
-	// memory limit follows it (plus the server's own heap and 256 MiB), so
+	// memory limit follows it (plus the server's own heap and 32 MiB), so
 	// memory from a spike goes back to the OS. Bytes, or a string with a
 	// unit ("2GiB", "512MiB"). Default: half of GOMEMLIMIT when that is set,
 	// else a quarter of the host's memory (the cgroup's when lower), at

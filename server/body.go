@@ -176,12 +176,16 @@ func readLimited(r io.Reader, h *budget.Hold, limit, size int, what, suffix stri
 			if next <= len(out.b) {
 				next = len(out.b) + 1
 			}
-			if err := h.Reserve(int64(next-cap(out.b)), fmt.Sprintf("a %s of %d bytes so far", what, len(out.b))); err != nil {
+			// The new buffer is reserved whole while the old one is still
+			// held (the copy needs both), and the old one given back after.
+			if err := h.Reserve(int64(next), fmt.Sprintf("a %s of %d bytes so far", what, len(out.b))); err != nil {
 				return out, err
 			}
 			nb := make([]byte, len(out.b), next)
 			copy(nb, out.b)
+			old := cap(out.b)
 			out.release()
+			h.Return(int64(old))
 			out.b = nb
 			if next <= maxPooledBody {
 				out.bp = new([]byte)
