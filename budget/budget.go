@@ -100,15 +100,16 @@ func (b *Budget) smallHold() int64 { return max(b.limit/32, 1<<20) }
 // acquire reserves n bytes, and large more of the large share, waiting up
 // to the budget's wait for both.
 func (b *Budget) acquire(n, large int64, what string) error {
+	// One deadline for both waits, made only when a wait is needed.
 	var ctx context.Context
+	cancel := context.CancelFunc(func() {})
+	defer func() { cancel() }()
 	wait := func(sem *semaphore.Weighted, k int64) bool {
 		if k <= 0 || sem.TryAcquire(k) {
 			return true
 		}
 		if ctx == nil {
-			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(context.Background(), b.wait)
-			defer cancel()
 		}
 		return sem.Acquire(ctx, k) == nil
 	}
