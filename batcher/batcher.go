@@ -56,6 +56,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,7 +181,7 @@ type Batcher struct {
 // Metrics are registered on set (a private set if nil) with the label
 // model="name".
 func New(name string, cfg Config, r Runner, set *metrics.Set) (*Batcher, error) {
-	if name == "" || stringsContainsFunc(name, unicode.IsControl) {
+	if name == "" || strings.ContainsFunc(name, unicode.IsControl) {
 		return nil, fmt.Errorf("batcher: name %q: must be non-empty without control characters", name)
 	}
 	if r == nil {
@@ -225,15 +226,6 @@ func New(name string, cfg Config, r Runner, set *metrics.Set) (*Batcher, error) 
 	}
 	go s.loop()
 	return b, nil
-}
-
-func stringsContainsFunc(s string, f func(rune) bool) bool {
-	for _, c := range s {
-		if f(c) {
-			return true
-		}
-	}
-	return false
 }
 
 // Config returns the configuration in effect, defaults filled in.

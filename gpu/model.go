@@ -403,17 +403,6 @@ func (m *Model) Instances() int { return len(m.instances) }
 // RuntimeVersion is the version of the ONNX Runtime library in use.
 func (m *Model) RuntimeVersion() string { return m.version }
 
-// Bucket returns the bucket a batch of n rows is padded to, or 0 when n is
-// out of range.
-func (m *Model) Bucket(n int) int {
-	for _, b := range m.buckets {
-		if b >= n {
-			return b
-		}
-	}
-	return 0
-}
-
 // Acquire waits for a free instance and returns a Lease on it for a batch of
 // n rows (1 <= n <= MaxBatch). The caller must Release it.
 func (m *Model) Acquire(n int) (*Lease, error) {

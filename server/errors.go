@@ -32,8 +32,3 @@ func statusOf(err error) int {
 	}
 	return http.StatusInternalServerError
 }
-
-var (
-	errNotFound         = &Error{Code: http.StatusNotFound, Msg: "not found"}
-	errMethodNotAllowed = &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
-)

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -307,5 +308,19 @@ func TestMaxPixelsReachesPreprocessor(t *testing.T) {
 	ts.do(t, "POST", "/v2/models/tiny/classify", "image/png", pngImage(t, 64, 48, 3)).wantError(t, 415, "max_pixels 1000")
 	if r := ts.do(t, "POST", "/v2/models/tiny/classify", "image/png", pngImage(t, 30, 30, 3)); r.code != 200 {
 		t.Errorf("a 30x30 image under max_pixels 1000: %d %s", r.code, r.body)
+	}
+}
+
+// A model name may hold a quote (the config allows it): readiness is
+// still valid JSON naming it.
+func TestModelReadyNameIsEncoded(t *testing.T) {
+	ts := start(t, tinyConfig(func(c *config.Config) { c.Models[0].Name = `ti"ny` }))
+	r := ts.do(t, "GET", `/v2/models/ti"ny/ready`, "", nil)
+	var got struct {
+		Name  string `json:"name"`
+		Ready bool   `json:"ready"`
+	}
+	if r.code != 200 || json.Unmarshal(r.body, &got) != nil || got.Name != `ti"ny` || !got.Ready {
+		t.Fatalf("ready: %d %s", r.code, r.body)
 	}
 }

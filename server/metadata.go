@@ -37,13 +37,21 @@ func (s *Server) modelMetadata(ctx *fasthttp.RequestCtx, m *Model) {
 	writeValue(ctx, md)
 }
 
+// modelReady serves GET /v2/models/M/ready: {"name":...,"ready":...}, the
+// name through the JSON encoder (a model name may hold a quote).
 func (s *Server) modelReady(ctx *fasthttp.RequestCtx, m *Model) {
-	if m.Ready() && !s.draining.Load() {
-		writeJSON(ctx, http.StatusOK, `{"name":"`+m.Name+`","ready":true}`)
-		return
+	ready := m.Ready() && !s.draining.Load()
+	b := append(ctx.Response.Body()[:0], `{"name":`...)
+	b = kserve.AppendString(b, m.Name)
+	if ready {
+		b = append(b, `,"ready":true}`...)
+	} else {
+		b = append(b, `,"ready":false}`...)
+		ctx.Response.Header.Set("Retry-After", "1")
+		ctx.SetStatusCode(http.StatusServiceUnavailable)
 	}
-	ctx.Response.Header.Set("Retry-After", "1")
-	writeJSON(ctx, http.StatusServiceUnavailable, `{"name":"`+m.Name+`","ready":false}`)
+	ctx.SetContentType("application/json")
+	ctx.Response.SetBodyRaw(b)
 }
 
 func writeValue(ctx *fasthttp.RequestCtx, v any) {
