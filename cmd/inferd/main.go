@@ -98,7 +98,7 @@ func run() error {
 	reclaim, stopReclaim := context.WithCancel(context.Background())
 	defer stopReclaim()
 	go srv.Budget().Reclaim(reclaim, time.Second)
-	log.Info("ready", "addr", ln.Addr().String(), "memory_limit", config.ByteSize(srv.Budget().Limit()).String(), "go_memory_limit", config.ByteSize(soft).String())
+	log.Info("ready", "addr", ln.Addr().String(), "memory_limit_mib", srv.Budget().Limit()>>20, "go_memory_limit_mib", soft>>20)
 
 	var reg *register.Registrar
 	if cfg.Register.Enabled {
