@@ -178,7 +178,7 @@ func runCase(t *testing.T, c attackCase) {
 	// belong to the baseline.
 	for range 2 {
 		if err := s.controlOnce(ctx, ctl, true); err != nil {
-			t.Fatalf("control request before the attack: %v\n%s", err, s.tail(10))
+			t.Fatalf("control request before the attack: %v\n%s", err, s.Tail(10))
 		}
 	}
 	base := s.mem("VmRSS")
@@ -248,7 +248,7 @@ func runCase(t *testing.T, c attackCase) {
 		}
 	}
 	if len(v.failed) > 0 {
-		t.Logf("server log:\n%s", s.tail(15))
+		t.Logf("server log:\n%s", s.Tail(15))
 	}
 	v.row(c.name, codes.String(), rss, took)
 }

@@ -44,7 +44,7 @@ func TestOverload(t *testing.T) {
 	warm := client("127.0.0.1", 10*time.Second)
 	for range 4 {
 		if o := post(ctx, warm, url, img, "Content-Type", "image/jpeg"); o != "200" {
-			t.Fatalf("warm-up classify: %s\n%s", o, s.tail(10))
+			t.Fatalf("warm-up classify: %s\n%s", o, s.Tail(10))
 		}
 	}
 

@@ -135,13 +135,9 @@ func (c serverConfig) yaml(port int) string {
 
 // server is one inferd process under attack.
 type server struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	pid  int
+	*testbed.Proc
 	addr string // 127.0.0.1:PORT
 	base string // http://127.0.0.1:PORT
-	log  string
-	done chan struct{}
 }
 
 // launch starts inferd with c and returns at once; start also waits until
@@ -155,35 +151,8 @@ func launch(t *testing.T, c serverConfig) *server {
 	if err := os.WriteFile(cfg, []byte(c.yaml(port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "inferd.log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-config", cfg)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	s := &server{t: t, cmd: cmd, pid: cmd.Process.Pid, addr: fmt.Sprintf("127.0.0.1:%d", port),
-		log: logPath, done: make(chan struct{})}
+	s := &server{Proc: testbed.Start(t, dir, "inferd", nil, bin, "-config", cfg), addr: fmt.Sprintf("127.0.0.1:%d", port)}
 	s.base = "http://" + s.addr
-	go func() {
-		cmd.Wait()
-		f.Close()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-s.done
-		}
-	})
 	return s
 }
 
@@ -193,53 +162,19 @@ func start(t *testing.T, c serverConfig) *server {
 	s := launch(t, c)
 	cl := client("127.0.0.1", 2*time.Second)
 	if _, ok := testbed.WaitFor(120*time.Second, func() bool {
-		return !s.exited() && get(cl, s.base+"/v2/health/ready") == "200"
+		return s.Running() && get(cl, s.base+"/v2/health/ready") == "200"
 	}); !ok {
-		t.Fatalf("inferd not ready in 120s (exited %v):\n%s", s.exited(), s.tail(20))
+		t.Fatalf("inferd not ready in 120s (running %v):\n%s", s.Running(), s.Tail(20))
 	}
 	return s
 }
 
-func (s *server) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// tail returns the last n lines of the server's log.
-func (s *server) tail(n int) string {
-	b, _ := os.ReadFile(s.log)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
 // mem returns a /proc/PID/status field in bytes (VmRSS, VmHWM), 0 when the
 // process is gone.
-func (s *server) mem(field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			f := strings.Fields(v) // "123456 kB"
-			if len(f) > 0 {
-				n, _ := strconv.ParseInt(f[0], 10, 64)
-				return n << 10
-			}
-		}
-	}
-	return 0
-}
+func (s *server) mem(field string) int64 { return testbed.ProcStatus(s.Pid(), field) }
 
-// resetPeak resets VmHWM to the current RSS (clear_refs 5, root or the
-// process's owner); false when the kernel refused.
-func (s *server) resetPeak() bool {
-	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", s.pid), []byte("5"), 0) == nil
-}
+// resetPeak resets VmHWM to the current RSS; false when the kernel refused.
+func (s *server) resetPeak() bool { return testbed.ResetPeakRSS(s.Pid()) }
 
 // sampler samples VmRSS every 10 ms, keeping the largest, and kills the
 // server when it passes the cap.
@@ -263,7 +198,7 @@ func (s *server) sample() *sampler {
 				sp.peak.Store(rss)
 			}
 			if rss > limit {
-				s.cmd.Process.Kill()
+				s.Signal(syscall.SIGKILL)
 				sp.stopped.Store(true)
 				return
 			}

@@ -31,7 +31,7 @@ func TestStartupAnswers503(t *testing.T) {
 	begin := time.Now()
 	loading := 0
 	deadline := time.Now().Add(120 * time.Second)
-	for time.Now().Before(deadline) && !s.exited() {
+	for time.Now().Before(deadline) && s.Running() {
 		ready := get(c, s.base+"/v2/models/resnet50/ready")
 		classify := post(ctx, c, s.base+"/v2/models/resnet50/classify", img.Bytes(), "Content-Type", "image/png")
 		// Counted only when the server still says it is loading after
@@ -49,8 +49,8 @@ func TestStartupAnswers503(t *testing.T) {
 	}
 	took := time.Since(begin)
 	t.Logf("while loading (%d polls in %s): %s", loading, took.Round(time.Millisecond), codes)
-	if s.exited() || took > 120*time.Second {
-		t.Fatalf("resnet50 not ready in 120s:\n%s", s.tail(20))
+	if !s.Running() || took > 120*time.Second {
+		t.Fatalf("resnet50 not ready in 120s:\n%s", s.Tail(20))
 	}
 	if loading == 0 {
 		t.Fatalf("the server was never seen loading (ready at the first poll): no window to test")

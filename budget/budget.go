@@ -98,31 +98,17 @@ func (e *Error) StatusCode() int { return e.Code }
 func (b *Budget) smallHold() int64 { return max(b.limit/32, 1<<20) }
 
 // acquire reserves n bytes, and large more of the large share, waiting up
-// to the budget's wait for both.
+// to the budget's wait for both. The fast path (both fit now) allocates
+// nothing.
 func (b *Budget) acquire(n, large int64, what string) error {
-	// One deadline for both waits, made only when a wait is needed.
-	var ctx context.Context
-	cancel := context.CancelFunc(func() {})
-	defer func() { cancel() }()
-	wait := func(sem *semaphore.Weighted, k int64) bool {
-		if k <= 0 || sem.TryAcquire(k) {
-			return true
+	gotLarge := large <= 0 || b.large.TryAcquire(large)
+	if !gotLarge || (n > 0 && !b.sem.TryAcquire(n)) {
+		if !b.acquireSlow(n, large, gotLarge) {
+			b.rejected.Inc()
+			return &Error{Code: http.StatusServiceUnavailable, Retry: time.Second,
+				Msg: fmt.Sprintf("server busy: %s needs %d bytes of memory and requests in progress hold %d of the %d bytes of server.memory_limit; retry shortly",
+					what, n, b.used.Load(), b.limit)}
 		}
-		if ctx == nil {
-			ctx, cancel = context.WithTimeout(context.Background(), b.wait)
-		}
-		return sem.Acquire(ctx, k) == nil
-	}
-	ok := wait(b.large, large)
-	if ok && !wait(b.sem, n) {
-		b.large.Release(large)
-		ok = false
-	}
-	if !ok {
-		b.rejected.Inc()
-		return &Error{Code: http.StatusServiceUnavailable, Retry: time.Second,
-			Msg: fmt.Sprintf("server busy: %s needs %d bytes of memory and requests in progress hold %d of the %d bytes of server.memory_limit; retry shortly",
-				what, n, b.used.Load(), b.limit)}
 	}
 	u := b.used.Add(n)
 	for {
@@ -132,6 +118,26 @@ func (b *Budget) acquire(n, large int64, what string) error {
 		}
 	}
 	return nil
+}
+
+// acquireSlow waits up to the budget's wait for what acquire could not
+// take at once: the large share unless gotLarge, then n bytes. On failure
+// it holds nothing.
+func (b *Budget) acquireSlow(n, large int64, gotLarge bool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), b.wait)
+	defer cancel()
+	if !gotLarge {
+		if b.large.Acquire(ctx, large) != nil {
+			return false
+		}
+	}
+	if n > 0 && !b.sem.TryAcquire(n) && b.sem.Acquire(ctx, n) != nil {
+		if large > 0 {
+			b.large.Release(large)
+		}
+		return false
+	}
+	return true
 }
 
 func (b *Budget) release(n int64) {

@@ -3,7 +3,6 @@
 package preprocess
 
 import (
-	"bufio"
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
@@ -20,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/inferd/inferd/internal/testbed"
 )
 
 // TestProcessMemoryBound measures the peak of one Process call per kind of
@@ -275,8 +276,8 @@ func TestTurboCPeakHelper(t *testing.T) {
 	// return: the Go runtime's own page faults are noise here.
 	debug.SetGCPercent(-1)
 	debug.FreeOSMemory()
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		fmt.Printf("cpeak skip: cannot reset peak RSS: %v\n", err)
+	if !testbed.ResetPeakRSS(0) {
+		fmt.Printf("cpeak skip: cannot reset peak RSS\n")
 		return
 	}
 	rss, file := procStatus(t, "VmRSS"), procStatus(t, "RssFile")
@@ -287,25 +288,13 @@ func TestTurboCPeakHelper(t *testing.T) {
 	fmt.Printf("cpeak ok=true decoded=%t out=%d peak=%d\n", decoded, len(buf), hwm-rss)
 }
 
-// procStatus returns a kB field of /proc/self/status in bytes.
+// procStatus returns a field of /proc/self/status in bytes.
 func procStatus(t *testing.T, key string) int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
+	n := testbed.ProcStatus(0, key)
+	if n == 0 {
+		t.Fatalf("no %s in /proc/self/status", key)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), key+":"); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n << 10
-		}
-	}
-	t.Fatalf("no %s in /proc/self/status", key)
-	return 0
+	return n
 }
 
 func encodePNGFast(t testing.TB, m image.Image) []byte {

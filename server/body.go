@@ -72,7 +72,7 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, h *budget.Hold, limit int) (
 	var raw body
 	if r := ctx.RequestBodyStream(); r != nil {
 		var err error
-		raw, err = readLimited(r, h, limit, cl, "request body", "")
+		raw, err = readLimited(r, h, limit, cl, "the request body", "")
 		if err != nil {
 			raw.release()
 			var t interface{ Timeout() bool }
@@ -91,7 +91,7 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, h *budget.Hold, limit int) (
 		if len(b) > limit {
 			return body{}, tooLarge(limit, "")
 		}
-		if err := h.Reserve(int64(len(b)), fmt.Sprintf("a %d-byte body", len(b))); err != nil {
+		if err := h.Reserve(int64(len(b)), "the request body"); err != nil {
 			return body{}, err
 		}
 		raw = body{b: b}
@@ -136,7 +136,7 @@ func decompress(b []byte, enc string, h *budget.Hold, limit int) (body, error) {
 		defer zlibReaders.Put(zr)
 		r = zr
 	}
-	out, err := readLimited(r, h, limit, -1, "decompressed body", " once decompressed")
+	out, err := readLimited(r, h, limit, -1, "the decompressed body", " once decompressed")
 	if err != nil {
 		out.release()
 		if statusOf(err) == http.StatusInternalServerError {
@@ -178,7 +178,7 @@ func readLimited(r io.Reader, h *budget.Hold, limit, size int, what, suffix stri
 			}
 			// The new buffer is reserved whole while the old one is still
 			// held (the copy needs both), and the old one given back after.
-			if err := h.Reserve(int64(next), fmt.Sprintf("a %s of %d bytes so far", what, len(out.b))); err != nil {
+			if err := h.Reserve(int64(next), what); err != nil {
 				return out, err
 			}
 			nb := make([]byte, len(out.b), next)
@@ -200,7 +200,7 @@ func readLimited(r io.Reader, h *budget.Hold, limit, size int, what, suffix stri
 			return out, nil
 		}
 		if err != nil {
-			return out, fmt.Errorf("reading the %s: %w", what, err)
+			return out, fmt.Errorf("reading %s: %w", what, err)
 		}
 	}
 }

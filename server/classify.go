@@ -154,6 +154,10 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, m *Model, k int) ([]predictio
 	return topK(scores, k), nil
 }
 
+// maxMultipartHeaders is mime/multipart's own bound on the header bytes of
+// a part (maxMIMEHeaderSize).
+const maxMultipartHeaders = 10 << 20
+
 // imageBody returns the image bytes of body: the multipart field "image"
 // of a multipart/form-data request (copied out, the copy reserved on h),
 // else the whole body.
@@ -167,6 +171,11 @@ func imageBody(ctx *fasthttp.RequestCtx, body []byte, h *budget.Hold) ([]byte, e
 	boundary := ctx.Request.Header.MultipartFormBoundary()
 	if len(boundary) == 0 {
 		return nil, errorf(http.StatusBadRequest, "multipart/form-data without a boundary parameter")
+	}
+	// The part headers mime/multipart copies out are bounded by the body
+	// and by its own 10 MiB header limit: reserved before it reads them.
+	if err := h.Reserve(int64(min(len(body), maxMultipartHeaders)), "parsing the multipart body"); err != nil {
+		return nil, err
 	}
 	mr := multipart.NewReader(bytes.NewReader(body), string(boundary))
 	for {

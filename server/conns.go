@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -79,7 +78,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		}
 		l.total++
 		l.byClient[addr]++
-		lc := &limitedConn{Conn: c, l: l, addr: addr, firstLine: true}
+		lc := &limitedConn{Conn: c, l: l, addr: addr}
 		if over {
 			l.reserved++
 			l.reservedBy[addr]++
@@ -143,15 +142,19 @@ type limitedConn struct {
 	reserve bool      // accepted beyond a limit: health and metrics only
 	until   time.Time // a reserve connection's end, whatever fasthttp asks
 	once    sync.Once
-	// firstLine is true until a line feed has been read: a request whose
-	// head overflows the read buffer before then has a URL too long (414)
-	// rather than headers too large (431).
-	firstLine bool
+	// lines counts the line feeds of the first request's head: a head that
+	// overflows the read buffer before its first one has a URL too long
+	// (414) rather than headers too large (431).
+	lines int
 	// headDone is set once the first request's head has ended (CRLF CRLF);
 	// until then last holds its last bytes read.
 	headDone bool
 	last     [3]byte
 }
+
+// inFirstLine reports whether the connection is still reading the request
+// line of its first request.
+func (c *limitedConn) inFirstLine() bool { return c.lines == 0 }
 
 // SetReadDeadline keeps a reserve connection's deadline: fasthttp sets one
 // per request from read_timeout, which would let a client park on a
@@ -178,9 +181,6 @@ var errBareLF = errors.New("bare LF in the request head")
 
 func (c *limitedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if c.firstLine && n > 0 && bytes.IndexByte(p[:n], '\n') >= 0 {
-		c.firstLine = false
-	}
 	if !c.headDone && n > 0 && c.scanHead(p[:n]) {
 		return 0, errBareLF
 	}
@@ -193,6 +193,7 @@ func (c *limitedConn) Read(p []byte) (int, error) {
 func (c *limitedConn) scanHead(b []byte) (bare bool) {
 	for _, ch := range b {
 		if ch == '\n' {
+			c.lines++
 			if c.last[2] != '\r' {
 				return true
 			}

@@ -22,21 +22,11 @@ import (
 func startTCP(t *testing.T, cfg *config.Config) (*Server, string) {
 	t.Helper()
 	needLibrary(t)
-	s := New(cfg, nil, quiet)
-	if err := s.LoadModels(); err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := contextWithTimeout(10 * time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return s, ln.Addr().String()
+	return serveOn(t, cfg, ln), ln.Addr().String()
 }
 
 // rawExchange writes req on a new connection from local (nil: any) and

@@ -219,7 +219,7 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &te) && te.Timeout():
 		writeError(ctx, errorf(http.StatusRequestTimeout, "request not read within server.read_timeout (%s)", s.cfg.Server.ReadTimeout))
 	case errors.As(err, &small):
-		if c, ok := ctx.Conn().(*limitedConn); ok && c.firstLine {
+		if c, ok := ctx.Conn().(*limitedConn); ok && c.inFirstLine() {
 			writeError(ctx, errorf(http.StatusRequestURITooLong, "request line longer than %d bytes: shorten the URL", readBufferSize))
 		} else {
 			writeError(ctx, errorf(http.StatusRequestHeaderFieldsTooLarge, "request headers larger than %d bytes", readBufferSize))

@@ -74,12 +74,22 @@ models:
 
 func start(t testing.TB, cfg *config.Config) *testServer {
 	t.Helper()
+	ln := fasthttputil.NewInmemoryListener()
+	s := serveOn(t, cfg, ln)
+	return &testServer{Server: s, dial: ln.Dial, client: &fasthttp.Client{
+		Dial:            func(string) (net.Conn, error) { return ln.Dial() },
+		MaxConnsPerHost: 512,
+	}}
+}
+
+// serveOn loads cfg's models and serves them on ln until the test ends.
+func serveOn(t testing.TB, cfg *config.Config, ln net.Listener) *Server {
+	t.Helper()
 	needLibrary(t)
 	s := New(cfg, nil, quiet)
 	if err := s.LoadModels(); err != nil {
 		t.Fatal(err)
 	}
-	ln := fasthttputil.NewInmemoryListener()
 	go s.Serve(ln)
 	t.Cleanup(func() {
 		ctx, cancel := contextWithTimeout(10 * time.Second)
@@ -88,10 +98,7 @@ func start(t testing.TB, cfg *config.Config) *testServer {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	return &testServer{Server: s, dial: ln.Dial, client: &fasthttp.Client{
-		Dial:            func(string) (net.Conn, error) { return ln.Dial() },
-		MaxConnsPerHost: 512,
-	}}
+	return s
 }
 
 type response struct {

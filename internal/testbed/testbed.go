@@ -168,6 +168,9 @@ func (p *Proc) Running() bool {
 	}
 }
 
+// Pid is the process's ID, for what /proc says of it.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Signal sends sig to the process (SIGKILL plays a crash).
 func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
 
