@@ -47,13 +47,19 @@ import (
 //     ahead needs, at the measured rate, to drain to where it would fit);
 //   - QueueCapacity requests already waiting: ErrQueueFull.
 //
-// c is multiplied by a slack factor, 1 while the prediction holds: each
-// time admitted requests expire in the queue anyway (the queue drained
-// slower than the batches' run times said: other work on the host's CPUs
-// slows the handlers and the runtime, a noisy neighbour shares the GPU),
-// the slack grows by a quarter, up to 4, and each batch that ran brings it
-// back by 3% of its excess. A prediction the device does not keep is
-// thereby corrected by the misses it causes, within a few batches.
+// c is multiplied by 1 + 2·j, where j is the relative mean deviation of
+// the best bucket's run times (an exponentially weighted mean of |run −
+// t(bucket)|, over t(bucket)): batch times that vary, as on a CPU shared
+// with other work, vary together for a while, so the margin is linear in
+// the queue, not √Q. On a quiet device j is a few percent; admitting less
+// costs no throughput, only the depth of the queue. c is also multiplied by
+// a slack factor, 1 while the prediction holds: each request admitted that
+// expires in the queue anyway (the queue drained slower than predicted:
+// other work on the host's CPUs slows the handlers and the runtime, a noisy
+// neighbour shares the GPU) multiplies the slack by 1.25, up to 4, and
+// each batch that ran brings it back by 3% of its excess. A prediction the
+// device does not keep is thereby corrected by the misses it causes,
+// within a few batches.
 //
 // Before any run time is known (no batch finished, no seed), only the last
 // check applies. The scheduler publishes everything the prediction reads
@@ -229,6 +235,7 @@ func (s *scheduler) seedRunTimes() {
 	s.run = make([]float64, len(s.cfg.Buckets))
 	s.fill = make([]float64, len(s.cfg.Buckets))
 	s.spread = make([]float64, len(s.cfg.Buckets))
+	s.jitter = make([]float64, len(s.cfg.Buckets))
 	s.fewest = make([]int, len(s.cfg.Buckets))
 	s.ran = make([]int, len(s.cfg.Buckets))
 	s.pub.runNs = make([]int64, len(s.cfg.Buckets))
@@ -259,6 +266,7 @@ func (s *scheduler) observeRun(bi, rows int, d int64) {
 		s.run[bi], s.fill[bi], s.fewest[bi] = float64(max(d, 1)), float64(rows), rows
 	} else {
 		s.fewest[bi] = min(s.fewest[bi], rows)
+		s.jitter[bi] += runDecay * (math.Abs(float64(d)-s.run[bi]) - s.jitter[bi])
 		s.run[bi] += runDecay * (float64(d) - s.run[bi])
 		// The rows carried vary from batch to batch: a plain mean of the
 		// first fillDecay batches, then a slow exponential one.
@@ -280,10 +288,10 @@ const (
 	slackGrowth, slackMax, slackDecay = 1.25, 4.0, 0.97
 )
 
-// missed records that admitted requests expired in the queue: the queue
-// drains slower than predicted.
-func (s *scheduler) missed() {
-	s.slack = min(max(s.slack, 1)*slackGrowth, slackMax)
+// missed records that n admitted requests expired in the queue: the queue
+// drains slower than predicted, and the more of them, the more so.
+func (s *scheduler) missed(n int) {
+	s.slack = min(max(s.slack, 1)*math.Pow(slackGrowth, float64(min(n, 8))), slackMax)
 	s.publishRunTimes()
 }
 
@@ -336,6 +344,13 @@ func (s *scheduler) publishRunTimes() {
 	}
 	c, dev := best/float64(s.cfg.InFlight)*max(s.slack, 1), 0.0
 	if bi >= 0 {
+		// Run times that vary from batch to batch (a host's other work
+		// comes and goes, and stays a while when it comes) make the queue
+		// drain at a rate that varies as much, for all of it at once: c
+		// grows by twice the relative deviation of the bucket's runs.
+		if s.ran[bi] > 1 {
+			c *= 1 + 2*min(s.jitter[bi]/s.run[bi], 1)
+		}
 		c = max(c, 1e-3) // 0 means cold
 		// The number of batches that clear Q rows carrying fill ± σ rows
 		// each has a standard deviation of σ·√(Q/fill³) batches, that is

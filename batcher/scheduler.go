@@ -37,6 +37,7 @@ type scheduler struct {
 	run       []float64 // measured run time per bucket index, ns; 0 = unknown
 	fill      []float64 // mean rows carried per bucket index
 	spread    []float64 // mean absolute deviation of the rows carried
+	jitter    []float64 // mean absolute deviation of the run time per bucket index, ns
 	fewest    []int     // fewest rows carried
 	maxRows   int       // the most rows a request has had
 	ran       []int     // batches that ran per bucket index (0: run[i] is a seed or unknown)
@@ -192,15 +193,15 @@ func (s *scheduler) fail(r *Request, err error, why reason) {
 
 // expire fails the queued requests whose deadline has passed.
 func (s *scheduler) expire(now int64) {
-	missed := false
+	missed := 0
 	for len(s.dl) > 0 && s.dl.min().dlNs <= now {
 		r := s.dl.min()
 		s.unqueue(r)
 		s.fail(r, ErrDeadlineExceeded, reasonDeadline)
-		missed = true
+		missed++
 	}
-	if missed && !s.closing {
-		s.missed()
+	if missed > 0 && !s.closing {
+		s.missed(missed)
 	}
 }
 
