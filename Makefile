@@ -6,7 +6,7 @@ export INFERD_ORT_LIB ?= $(CURDIR)/.deps/ort/libonnxruntime.so.1
 export INFERD_CACHE ?= $(HOME)/.cache/inferd
 
 # Packages whose code is concurrent run under the race detector too.
-RACE_PKGS := $(patsubst %,./%/...,$(wildcard batcher budget gpu server register loadtest cmd/loadtest))
+RACE_PKGS := $(patsubst %,./%/...,$(wildcard batcher budget gpu host server register loadtest cmd/loadtest))
 
 .PHONY: setup test test-short vet bench build run fuzz
 

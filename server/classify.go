@@ -2,9 +2,7 @@ package server
 
 import (
 	"bytes"
-	"encoding/binary"
 	"io"
-	"math"
 	"mime/multipart"
 	"net/http"
 	"strconv"
@@ -12,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/inferd/inferd/budget"
+	"github.com/inferd/inferd/host"
 	"github.com/inferd/inferd/kserve"
 )
 
@@ -21,7 +20,7 @@ const maxTopK = 1000
 // classify serves POST /v2/models/M/classify: a JPEG or PNG as the body (or
 // the multipart field "image"), ?top_k= (default 5). It answers
 // {"model":..,"predictions":[{"index":..,"label":..,"probability":..}]}.
-func (s *Server) classify(ctx *fasthttp.RequestCtx, m *Model) {
+func (s *Server) classify(ctx *fasthttp.RequestCtx, m *host.Model) {
 	k := 5
 	if v := ctx.QueryArgs().Peek("top_k"); v != nil {
 		n, err := strconv.Atoi(string(v))
@@ -39,7 +38,7 @@ func (s *Server) classify(ctx *fasthttp.RequestCtx, m *Model) {
 	b := append(ctx.Response.Body()[:0], `{"model":`...)
 	b = kserve.AppendString(b, m.Name)
 	b = append(b, `,"predictions":`...)
-	b = m.appendPredictions(b, preds, true)
+	b = appendPredictions(b, m, preds, true)
 	b = append(b, '}')
 	ctx.SetContentType("application/json")
 	ctx.Response.SetBodyRaw(b)
@@ -49,12 +48,12 @@ func (s *Server) classify(ctx *fasthttp.RequestCtx, m *Model) {
 // field "image", answering the top 3 as [{"label":..,"probability":..}],
 // the shape of the image-recognition service this project grew out of.
 func (s *Server) recognize(ctx *fasthttp.RequestCtx, name string) {
-	m := s.acquire(name)
+	m := s.models.Acquire(name)
 	if m == nil {
 		writeError(ctx, errorf(http.StatusServiceUnavailable, "no model loaded yet"))
 		return
 	}
-	defer m.users.Add(-1)
+	defer m.Release()
 	if !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("multipart/form-data")) {
 		writeError(ctx, errorf(http.StatusBadRequest, "want a multipart/form-data body with the image in the field \"image\""))
 		return
@@ -64,7 +63,7 @@ func (s *Server) recognize(ctx *fasthttp.RequestCtx, name string) {
 		writeError(ctx, err)
 		return
 	}
-	b := m.appendPredictions(ctx.Response.Body()[:0], preds, false)
+	b := appendPredictions(ctx.Response.Body()[:0], m, preds, false)
 	ctx.SetContentType("application/json")
 	ctx.Response.SetBodyRaw(b)
 }
@@ -72,7 +71,7 @@ func (s *Server) recognize(ctx *fasthttp.RequestCtx, name string) {
 // appendPredictions appends preds as a JSON array of
 // {"index":..,"label":..,"probability":..}, without "index" unless
 // withIndex.
-func (m *Model) appendPredictions(b []byte, preds []prediction, withIndex bool) []byte {
+func appendPredictions(b []byte, m *host.Model, preds []host.Class, withIndex bool) []byte {
 	b = append(b, '[')
 	for i, p := range preds {
 		if i > 0 {
@@ -81,39 +80,35 @@ func (m *Model) appendPredictions(b []byte, preds []prediction, withIndex bool) 
 		b = append(b, '{')
 		if withIndex {
 			b = append(b, `"index":`...)
-			b = strconv.AppendInt(b, int64(p.index), 10)
+			b = strconv.AppendInt(b, int64(p.Index), 10)
 			b = append(b, ',')
 		}
 		b = append(b, `"label":`...)
-		b = kserve.AppendString(b, m.label(p.index))
+		b = kserve.AppendString(b, m.Label(p.Index))
 		b = append(b, `,"probability":`...)
-		b = strconv.AppendFloat(b, float64(p.prob), 'g', 6, 32)
+		b = strconv.AppendFloat(b, float64(p.Prob), 'g', 6, 32)
 		b = append(b, '}')
 	}
 	return append(b, ']')
 }
 
-type prediction struct {
-	index int
-	prob  float32
-}
-
 // predict decodes the request's image into a row, runs it through the
 // batcher and returns the top k classes.
-func (s *Server) predict(ctx *fasthttp.RequestCtx, m *Model, k int) ([]prediction, error) {
+func (s *Server) predict(ctx *fasthttp.RequestCtx, m *host.Model, k int) ([]host.Class, error) {
 	if !m.Ready() {
 		return nil, errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name)
 	}
-	if m.pre == nil {
-		return nil, errorf(http.StatusBadRequest, "model %q does not take images (inputs: %s); use /v2/models/%s/infer", m.Name, tensorNames(m.session.Inputs()), m.Name)
+	pre := m.Images()
+	if pre == nil {
+		return nil, errorf(http.StatusBadRequest, "model %q does not take images (inputs: %s); use /v2/models/%s/infer", m.Name, tensorNames(m.Inputs()), m.Name)
 	}
-	out := m.session.Outputs()[0]
+	out := m.Outputs()[0]
 	if out.Datatype != "FP32" || len(out.Shape) != 2 {
 		return nil, errorf(http.StatusBadRequest, "model %q output %q is %s %s, not FP32 [N,classes] scores; use /v2/models/%s/infer", m.Name, out.Name, out.Datatype, shapeString(out.Shape), m.Name)
 	}
 	// Cheap checks first: a request the queue would refuse costs no body
 	// and no decode.
-	if err := m.admit(); err != nil {
+	if err := m.Admit(); err != nil {
 		return nil, err
 	}
 	h := s.budget.Hold()
@@ -129,29 +124,22 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, m *Model, k int) ([]predictio
 	}
 	// What decoding will allocate, from the image's header, reserved
 	// before a pixel is decoded.
-	need, err := m.pre.ProcessMemory(img)
+	need, err := pre.ProcessMemory(img)
 	if err != nil {
 		return nil, err
 	}
 	if err := h.Reserve(need, "decoding the image"); err != nil {
 		return nil, err
 	}
-	j := m.getJob(1)
-	defer m.putJob(j)
-	if err := m.pre.Process(img, j.ownInput(0, m.inBytes[0])); err != nil {
+	j := m.GetJob(1)
+	defer m.PutJob(j)
+	if err := pre.Process(img, j.OwnInput(0)); err != nil {
 		return nil, err
 	}
-	if err := m.submit(ctx, j, ctx.Time()); err != nil {
+	if err := s.submit(ctx, m, j); err != nil {
 		return nil, err
 	}
-	scores := make([]float32, out.RowElems())
-	for i := range scores {
-		scores[i] = math.Float32frombits(binary.LittleEndian.Uint32(j.out[0][4*i:]))
-	}
-	if m.softmax == "true" || (m.softmax == "auto" && !isDistribution(scores)) {
-		softmax(scores)
-	}
-	return topK(scores, k), nil
+	return m.Classes(j.Output(0), k), nil
 }
 
 // maxMultipartHeaders is mime/multipart's own bound on the header bytes of
@@ -209,62 +197,4 @@ func imageBody(ctx *fasthttp.RequestCtx, body []byte, h *budget.Hold) ([]byte, e
 		}
 		return img, nil
 	}
-}
-
-// label names class i: its label from the labels file, else its index.
-func (m *Model) label(i int) string {
-	if i < len(m.labels) {
-		return m.labels[i]
-	}
-	return strconv.Itoa(i)
-}
-
-// isDistribution reports whether scores already look like probabilities.
-func isDistribution(scores []float32) bool {
-	var sum float64
-	for _, v := range scores {
-		if v < 0 || v > 1 {
-			return false
-		}
-		sum += float64(v)
-	}
-	return math.Abs(sum-1) < 1e-3
-}
-
-func softmax(x []float32) {
-	max := float32(math.Inf(-1))
-	for _, v := range x {
-		max = float32(math.Max(float64(max), float64(v)))
-	}
-	var sum float64
-	for i, v := range x {
-		e := math.Exp(float64(v - max))
-		x[i] = float32(e)
-		sum += e
-	}
-	for i := range x {
-		x[i] = float32(float64(x[i]) / sum)
-	}
-}
-
-// topK returns the k highest scores, highest first; ties by lower index.
-func topK(scores []float32, k int) []prediction {
-	k = min(k, len(scores))
-	top := make([]prediction, 0, k+1)
-	for i, v := range scores {
-		if len(top) == k && v <= top[k-1].prob {
-			continue
-		}
-		j := len(top)
-		top = append(top, prediction{})
-		for j > 0 && top[j-1].prob < v {
-			top[j] = top[j-1]
-			j--
-		}
-		top[j] = prediction{index: i, prob: v}
-		if len(top) > k {
-			top = top[:k]
-		}
-	}
-	return top
 }

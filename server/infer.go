@@ -9,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/inferd/inferd/gpu"
+	"github.com/inferd/inferd/host"
 	"github.com/inferd/inferd/kserve"
 )
 
@@ -30,7 +31,7 @@ type inferState struct {
 var inferStates = sync.Pool{New: func() any { return new(inferState) }}
 
 // infer serves POST /v2/models/M/infer.
-func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
+func (s *Server) infer(ctx *fasthttp.RequestCtx, m *host.Model) {
 	if !m.Ready() {
 		writeError(ctx, errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name))
 		return
@@ -45,7 +46,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
 		headerLen = n
 	}
 	// Cheap checks first: a request the queue would refuse costs no body.
-	if err := m.admit(); err != nil {
+	if err := m.Admit(); err != nil {
 		writeError(ctx, err)
 		return
 	}
@@ -68,25 +69,25 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
 		writeError(ctx, err)
 		return
 	}
-	rows, err := m.checkInputs(req)
+	rows, err := checkInputs(m, req)
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
-	outs, binary, err := m.pickOutputs(req, st.outIdx[:0], st.outBin[:0])
+	outs, binary, err := pickOutputs(m, req, st.outIdx[:0], st.outBin[:0])
 	st.outIdx, st.outBin = outs, binary
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
-	j := m.getJob(rows)
-	defer m.putJob(j)
-	for i, t := range m.session.Inputs() {
-		j.in[i] = req.Inputs[inputIndex(req, t.Name)].Data
+	j := m.GetJob(rows)
+	defer m.PutJob(j)
+	for i, t := range m.Inputs() {
+		j.SetInput(i, req.Inputs[inputIndex(req, t.Name)].Data)
 	}
-	j.req.Timeout = req.Timeout
-	j.req.Priority = req.Priority
-	if err := m.submit(ctx, j, ctx.Time()); err != nil {
+	j.SetTimeout(req.Timeout)
+	j.SetPriority(req.Priority)
+	if err := s.submit(ctx, m, j); err != nil {
 		writeError(ctx, err)
 		return
 	}
@@ -95,8 +96,8 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
 	resp.ModelName, resp.ModelVersion, resp.ID = m.Name, "1", req.ID
 	resp.Outputs, resp.BinaryOut = resp.Outputs[:0], resp.BinaryOut[:0]
 	for k, oi := range outs {
-		t := m.session.Outputs()[oi]
-		resp.Outputs = append(resp.Outputs, kserve.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: j.shapes[oi], Data: j.out[oi]})
+		t := m.Outputs()[oi]
+		resp.Outputs = append(resp.Outputs, kserve.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: j.OutputShape(oi), Data: j.Output(oi)})
 		resp.BinaryOut = append(resp.BinaryOut, binary[k])
 	}
 	body, hlen := kserve.AppendInferResponse(st.buf[:0], resp)
@@ -109,6 +110,23 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *Model) {
 	} else {
 		ctx.SetContentType("application/json")
 	}
+}
+
+// submit runs j through m's batcher. The response says where the time went
+// in a Server-Timing header (queue and compute, in ms), as browsers' and
+// load testers' tools read it.
+func (s *Server) submit(ctx *fasthttp.RequestCtx, m *host.Model, j *host.Job) error {
+	if err := m.Submit(j, ctx.Time()); err != nil {
+		return err
+	}
+	queue, compute := j.Timing()
+	var buf [64]byte
+	b := append(buf[:0], "queue;dur="...)
+	b = strconv.AppendFloat(b, float64(queue)/1e6, 'f', 3, 64)
+	b = append(b, ", compute;dur="...)
+	b = strconv.AppendFloat(b, float64(compute)/1e6, 'f', 3, 64)
+	ctx.Response.Header.SetBytesV("Server-Timing", b)
+	return nil
 }
 
 // parseReserve is what parsing an infer body of n bytes may allocate:
@@ -144,8 +162,8 @@ func inputIndex(req *kserve.InferRequest, name string) int {
 // checkInputs matches the request's inputs against the model's: every model
 // input present once, nothing else, datatypes equal, shapes [n, row...]
 // with the same n for all and n within the model's maximum batch.
-func (m *Model) checkInputs(req *kserve.InferRequest) (rows int, err error) {
-	want := m.session.Inputs()
+func checkInputs(m *host.Model, req *kserve.InferRequest) (rows int, err error) {
+	want := m.Inputs()
 	for _, t := range req.Inputs {
 		if !slices.ContainsFunc(want, func(w gpu.TensorInfo) bool { return w.Name == t.Name }) {
 			return 0, errorf(http.StatusBadRequest, "model %q has no input %q (inputs: %s)", m.Name, t.Name, tensorNames(want))
@@ -170,16 +188,16 @@ func (m *Model) checkInputs(req *kserve.InferRequest) (rows int, err error) {
 		}
 		rows = n
 	}
-	if rows < 1 || rows > m.session.MaxBatch() {
-		return 0, errorf(http.StatusBadRequest, "batch size %d: model %q takes 1 to %d rows per request (max_batch)", rows, m.Name, m.session.MaxBatch())
+	if rows < 1 || rows > m.MaxBatch() {
+		return 0, errorf(http.StatusBadRequest, "batch size %d: model %q takes 1 to %d rows per request (max_batch)", rows, m.Name, m.MaxBatch())
 	}
 	return rows, nil
 }
 
 // pickOutputs appends to idx and bin the indexes of the outputs to send
 // and whether each goes in binary.
-func (m *Model) pickOutputs(req *kserve.InferRequest, idx []int, bin []bool) ([]int, []bool, error) {
-	all := m.session.Outputs()
+func pickOutputs(m *host.Model, req *kserve.InferRequest, idx []int, bin []bool) ([]int, []bool, error) {
+	all := m.Outputs()
 	if len(req.Outputs) == 0 {
 		for i := range all {
 			idx, bin = append(idx, i), append(bin, req.BinaryOutput)

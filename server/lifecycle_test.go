@@ -163,7 +163,7 @@ func TestShutdownFinishesQueuedWork(t *testing.T) {
 	}
 	// Wait until all four are queued.
 	deadline := time.Now().Add(5 * time.Second)
-	for ts.model("tiny").batcher.QueueDepth() < 4 && time.Now().Before(deadline) {
+	for ts.model("tiny").QueueDepth() < 4 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	ctx, cancel := contextWithTimeout(10 * time.Second)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/inferd/inferd/host"
 	"github.com/inferd/inferd/kserve"
 )
 
@@ -26,12 +27,12 @@ func (s *Server) serverReady(ctx *fasthttp.RequestCtx) {
 }
 
 // modelMetadata serves GET /v2/models/M.
-func (s *Server) modelMetadata(ctx *fasthttp.RequestCtx, m *Model) {
+func (s *Server) modelMetadata(ctx *fasthttp.RequestCtx, m *host.Model) {
 	md := kserve.ModelMetadata{Name: m.Name, Versions: []string{"1"}, Platform: "onnxruntime_onnx"}
-	for _, t := range m.session.Inputs() {
+	for _, t := range m.Inputs() {
 		md.Inputs = append(md.Inputs, kserve.TensorMetadata{Name: t.Name, Datatype: t.Datatype, Shape: t.Shape})
 	}
-	for _, t := range m.session.Outputs() {
+	for _, t := range m.Outputs() {
 		md.Outputs = append(md.Outputs, kserve.TensorMetadata{Name: t.Name, Datatype: t.Datatype, Shape: t.Shape})
 	}
 	writeValue(ctx, md)
@@ -39,7 +40,7 @@ func (s *Server) modelMetadata(ctx *fasthttp.RequestCtx, m *Model) {
 
 // modelReady serves GET /v2/models/M/ready: {"name":...,"ready":...}, the
 // name through the JSON encoder (a model name may hold a quote).
-func (s *Server) modelReady(ctx *fasthttp.RequestCtx, m *Model) {
+func (s *Server) modelReady(ctx *fasthttp.RequestCtx, m *host.Model) {
 	ready := m.Ready() && !s.draining.Load()
 	b := append(ctx.Response.Body()[:0], `{"name":`...)
 	b = kserve.AppendString(b, m.Name)

@@ -67,7 +67,7 @@ func TestSlowClientTimesOut(t *testing.T) {
 		t.Errorf("slow connection held for %v (read_timeout 300ms)", took)
 	}
 	t.Logf("slow client cut off after %v (%v)", took.Round(time.Millisecond), err)
-	if d := s.model("tiny").batcher.QueueDepth(); d != 0 {
+	if d := s.model("tiny").QueueDepth(); d != 0 {
 		t.Errorf("queue depth %d: the slow request reached the batcher", d)
 	}
 }

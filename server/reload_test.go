@@ -62,7 +62,7 @@ models:
 		errs.Range(func(k, v any) bool { all = append(all, v.(string)); return true })
 		t.Errorf("%d of %d requests failed across the reload: %v", failed.Load(), sent.Load(), all)
 	}
-	if ts.model("tiny") == tiny || ts.model("tiny").session.MaxBatch() != 4 || tiny.Ready() {
+	if ts.model("tiny") == tiny || ts.model("tiny").MaxBatch() != 4 || tiny.Ready() {
 		t.Error("tiny was not replaced by a max_batch 4 model, or the old one still takes requests")
 	}
 	ts.do(t, "GET", "/v2/models/gone", "", nil).wantError(t, 404, `unknown model "gone"`)

@@ -99,7 +99,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 		return "", epOther
 	}
 	name, rest, _ := bytes.Cut(rest, []byte("/"))
-	m := s.acquire(string(name))
+	m := s.models.Acquire(string(name))
 	if m == nil {
 		if s.loading.Load() && s.configured(string(name)) {
 			writeError(ctx, errorf(http.StatusServiceUnavailable, "model %q is loading", name))
@@ -108,7 +108,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 		writeError(ctx, errorf(http.StatusNotFound, "unknown model %q (this server has %s)", name, s.modelList()))
 		return "", epOther
 	}
-	defer m.users.Add(-1)
+	defer m.Release()
 	if v, after, ok := bytes.Cut(rest, []byte("/")); ok && string(v) == "versions" {
 		version, tail, _ := bytes.Cut(after, []byte("/"))
 		if string(version) != "1" {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/inferd/inferd/budget"
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/host"
 )
 
 // Version is the server version reported by GET /v2.
@@ -36,10 +37,9 @@ type Server struct {
 	// compress: responses may be compressed (server.response_compression).
 	compress bool
 
-	models   atomic.Pointer[modelSet] // replaced whole by AddModel
-	loading  atomic.Bool              // LoadModels is opening the configured models
-	budget   *budget.Budget           // what requests may hold at once (server.memory_limit)
-	addMu    sync.Mutex               // serialises AddModel
+	models   *host.Set
+	loading  atomic.Bool    // LoadModels is opening the configured models
+	budget   *budget.Budget // what requests may hold at once (server.memory_limit)
 	draining atomic.Bool
 	stats    *serverMetrics
 
@@ -66,7 +66,7 @@ func New(cfg *config.Config, set *metrics.Set, log *slog.Logger) *Server {
 	if s.replica == "" {
 		s.replica = defaultReplica(cfg.Listen)
 	}
-	s.models.Store(&modelSet{byName: map[string]*Model{}})
+	s.models = host.NewSet(s.env())
 	s.stats = newServerMetrics(set)
 	s.budget = budget.New(int64(cfg.Server.MemoryLimit), 0, set)
 	s.http = &fasthttp.Server{
@@ -120,41 +120,38 @@ func (s *Server) LoadModels() error {
 	s.loading.Store(true)
 	defer s.loading.Store(false)
 	for _, c := range s.cfg.Models {
-		m, err := OpenModel(c, s.cfg.Runtime, s.cfg.Server, s.set, s.log)
+		m, err := host.Open(c, s.env())
 		if err != nil {
 			return err
 		}
-		s.AddModel(m)
+		s.models.Add(m)
 	}
 	return nil
 }
 
-// modelSet is the served models, swapped whole so handlers read it without
-// a lock while models load behind a listening server.
-type modelSet struct {
-	byName map[string]*Model
-	order  []*Model // in the order added; the first is the default
+// env is what the server's models are opened with.
+func (s *Server) env() host.Env {
+	return host.Env{Runtime: s.cfg.Runtime, MaxPixels: s.cfg.Server.MaxPixels, Metrics: s.set, Log: s.log}
 }
 
-// AddModel serves m. The first model added is the default for /recognize.
-// It is safe to call while the server serves.
-func (s *Server) AddModel(m *Model) {
-	s.addMu.Lock()
-	defer s.addMu.Unlock()
-	old := s.models.Load()
-	next := &modelSet{byName: make(map[string]*Model, len(old.byName)+1), order: append(old.order[:len(old.order):len(old.order)], m)}
-	for k, v := range old.byName {
-		next.byName[k] = v
+// AddModel serves m after the models already served. The first model is
+// the default for /recognize. It is safe to call while the server serves.
+func (s *Server) AddModel(m *host.Model) { s.models.Add(m) }
+
+// Reload serves the models of cfgs from now on, without dropping a request
+// (host.Set.Reload); refused once the server is shutting down.
+func (s *Server) Reload(ctx context.Context, cfgs []config.Model) (host.ReloadResult, error) {
+	if s.draining.Load() {
+		return host.ReloadResult{}, errors.New("reload: the server is shutting down")
 	}
-	next.byName[m.Name] = m
-	s.models.Store(next)
+	return s.models.Reload(ctx, cfgs)
 }
 
-func (s *Server) model(name string) *Model { return s.models.Load().byName[name] }
+func (s *Server) model(name string) *host.Model { return s.models.Get(name) }
 
 // Models returns the loaded models in the order they were added (config
 // order).
-func (s *Server) Models() []*Model { return s.models.Load().order }
+func (s *Server) Models() []*host.Model { return s.models.Models() }
 
 // Replica returns the name sent in the X-Inferd-Replica header.
 func (s *Server) Replica() string { return s.replica }
@@ -171,7 +168,7 @@ func (s *Server) Ready() bool {
 	if s.draining.Load() {
 		return false
 	}
-	ms := s.models.Load().order
+	ms := s.models.Models()
 	if len(ms) < len(s.cfg.Models) {
 		return false
 	}
@@ -238,13 +235,14 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	step("http", start)
 
-	for _, m := range s.Models() {
-		start = time.Now()
-		if err := m.Close(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("model %s: %w", m.Name, err))
+	start = time.Now()
+	s.models.Close(ctx, func(name string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("model %s: %w", name, err))
 		}
-		step("model "+m.Name, start)
-	}
+		step("model "+name, start)
+		start = time.Now()
+	})
 	return errors.Join(errs...)
 }
 

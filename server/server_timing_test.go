@@ -81,7 +81,7 @@ func BenchmarkResNet50Server(b *testing.B) {
 	}))
 	m := ts.model("resnet50")
 	b.Run("raw-ort-batch8", func(b *testing.B) {
-		l, err := m.session.Acquire(8)
+		l, err := m.Session().Acquire(8)
 		if err != nil {
 			b.Fatal(err)
 		}

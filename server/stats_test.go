@@ -25,7 +25,7 @@ func TestModelConfigEndpoint(t *testing.T) {
 		t.Fatalf("%d %s", r.code, r.body)
 	}
 	r.json(t, &c)
-	in, out := ts.model("tiny").session.Inputs()[0], ts.model("tiny").session.Outputs()[0]
+	in, out := ts.model("tiny").Inputs()[0], ts.model("tiny").Outputs()[0]
 	if c.Name != "tiny" || c.Platform != "onnxruntime_onnx" || c.Backend != "onnxruntime" || c.MaxBatchSize != 8 {
 		t.Errorf("config %+v", c)
 	}

@@ -220,7 +220,7 @@ func modelMeta(srv *server.Server) map[string]string {
 	var models, devices []string
 	for _, m := range srv.Models() {
 		models = append(models, m.Name)
-		devices = append(devices, m.Device())
+		devices = append(devices, m.Device().String())
 	}
 	return register.Meta(models, devices, server.Version)
 }

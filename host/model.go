@@ -1,4 +1,16 @@
-package server
+// Package host hosts models between the HTTP front end and the devices:
+// Open opens a model's sessions (package gpu) and its dynamic batcher
+// (package batcher), a Model's runner copies the rows of each batch into a
+// session lease and back, its Jobs carry one request's rows through the
+// batcher, and its statistics are Triton's. A Set is the served models,
+// looked up by name without a lock and reloaded without dropping a request.
+//
+// The front end (package server) acquires a model from the Set, fills a
+// Job (parsed tensors or a decoded image), submits it, and answers from
+// the Job's outputs:
+//
+//	server → host → batcher → host's runner → gpu
+package host
 
 import (
 	"bufio"
@@ -35,20 +47,45 @@ type Model struct {
 	stats   *modelStats
 	cfg     config.Model // what it was opened from: Reload keeps it when unchanged
 	info    string       // its inferd_model_info series
-	// users counts the handlers holding the model (Server.acquire), so a
-	// reload retires it only once they are done.
-	users atomic.Int64
+	// users counts the handlers holding the model (Set.Acquire), so a
+	// reload closes it only once they are done: the last Release of a
+	// retired model closes idle.
+	users    atomic.Int64
+	retired  atomic.Bool
+	idle     chan struct{}
+	idleOnce sync.Once
 
 	inBytes  []int // row bytes per input
 	outBytes []int // row bytes per output
 }
 
-// OpenModel opens the model c describes: it generates a builtin model when
+// Env is what the models of a server are opened with.
+type Env struct {
+	// Runtime says which ONNX Runtime to load and where generated models
+	// are cached.
+	Runtime config.Runtime
+	// MaxPixels bounds a decoded image (server.max_pixels); 0 means the
+	// preprocessor's default.
+	MaxPixels int
+	// Metrics receives each model's batcher and info series; nil means a
+	// new set.
+	Metrics *metrics.Set
+	// Log receives lifecycle lines; nil means slog.Default().
+	Log *slog.Logger
+}
+
+// Open opens the model c describes: it generates a builtin model when
 // missing, resolves device auto, opens and warms the sessions, and starts
-// the batcher with its metrics on set. Images are bounded by
-// sc.MaxPixels.
-func OpenModel(c config.Model, rt config.Runtime, sc config.Server, set *metrics.Set, log *slog.Logger) (*Model, error) {
+// the batcher with its metrics on env.Metrics.
+func Open(c config.Model, env Env) (*Model, error) {
 	start := time.Now()
+	rt, set, log := env.Runtime, env.Metrics, env.Log
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	if log == nil {
+		log = slog.Default()
+	}
 	path, err := resolvePath(c.Path, rt.ModelDir)
 	if err != nil {
 		return nil, fmt.Errorf("model %q: %w", c.Name, err)
@@ -87,14 +124,15 @@ func OpenModel(c config.Model, rt config.Runtime, sc config.Server, set *metrics
 		}
 		log.Info("device chosen", "model", c.Name, "device", sess.Device().String(), "why", why)
 	}
-	m := &Model{Name: c.Name, Path: path, session: sess, softmax: c.Softmax, stats: newModelStats(sess.MaxBatch()), cfg: c}
+	m := &Model{Name: c.Name, Path: path, session: sess, softmax: c.Softmax, stats: newModelStats(sess.MaxBatch()), cfg: c,
+		idle: make(chan struct{})}
 	for _, t := range sess.Inputs() {
 		m.inBytes = append(m.inBytes, t.RowBytes())
 	}
 	for _, t := range sess.Outputs() {
 		m.outBytes = append(m.outBytes, t.RowBytes())
 	}
-	if m.pre, err = newPreprocessor(sess, c.Preprocess, sc.MaxPixels); err != nil {
+	if m.pre, err = newPreprocessor(sess, c.Preprocess, env.MaxPixels); err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("model %q: %w", c.Name, err)
 	}
@@ -218,15 +256,65 @@ func isWordNetID(s string) bool {
 	return true
 }
 
-// admit answers what the batcher would answer a one-row request now
+// Admit answers what the batcher would answer a one-row request now
 // (overloaded, queue full, closed), before its body is read or decoded.
-func (m *Model) admit() error { return m.batcher.Admit(1, 0, 0) }
+func (m *Model) Admit() error { return m.batcher.Admit(1, 0, 0) }
 
 // Ready reports whether the model takes requests.
 func (m *Model) Ready() bool { return m.ready.Load() }
 
-// Device returns the device the model's sessions run on, e.g. "cpu".
-func (m *Model) Device() string { return m.session.Device().String() }
+// Device returns the device the model's sessions run on.
+func (m *Model) Device() gpu.Device { return m.session.Device() }
+
+// Session returns the model's sessions, for what times the device without
+// the batcher (benchmarks); requests go through Submit.
+func (m *Model) Session() *gpu.Model { return m.session }
+
+// Inputs describes the model's inputs, in the order Jobs carry them; the
+// first dimension of each shape is the batch.
+func (m *Model) Inputs() []gpu.TensorInfo { return m.session.Inputs() }
+
+// Outputs describes the model's outputs, in the order Jobs carry them.
+func (m *Model) Outputs() []gpu.TensorInfo { return m.session.Outputs() }
+
+// MaxBatch is the most rows one request or batch may carry.
+func (m *Model) MaxBatch() int { return m.session.MaxBatch() }
+
+// Instances is the number of sessions, i.e. batches in flight.
+func (m *Model) Instances() int { return m.session.Instances() }
+
+// BatcherConfig is the batcher's configuration in effect.
+func (m *Model) BatcherConfig() batcher.Config { return m.batcher.Config() }
+
+// QueueDepth is the number of requests waiting in the batcher.
+func (m *Model) QueueDepth() int { return m.batcher.QueueDepth() }
+
+// Images is the model's image preprocessor, or nil when the model does not
+// take images.
+func (m *Model) Images() *preprocess.Preprocessor { return m.pre }
+
+// Release ends a use of the model begun by Set.Acquire.
+func (m *Model) Release() {
+	if m.users.Add(-1) == 0 && m.retired.Load() {
+		m.wake()
+	}
+}
+
+// wake closes idle, once.
+func (m *Model) wake() { m.idleOnce.Do(func() { close(m.idle) }) }
+
+// retire marks a model no longer served and waits until its last user has
+// released it, or ctx ends.
+func (m *Model) retire(ctx context.Context) {
+	m.retired.Store(true)
+	if m.users.Load() == 0 {
+		m.wake()
+	}
+	select {
+	case <-m.idle:
+	case <-ctx.Done():
+	}
+}
 
 // Close stops the batcher, finishing what is queued, then frees the
 // sessions.
