@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/inferd/inferd/httperr"
 )
 
 // fixedRunner takes d per batch whatever its size, on the (fake) clock.
@@ -96,10 +98,10 @@ func TestOverload(t *testing.T) {
 						}
 					case errors.Is(r.err, ErrOverloaded):
 						rejected++
-						var be *Error
+						var be *httperr.Error
 						errors.As(r.err, &be)
-						if r.took != 0 || be.RetryAfter() <= 0 || be.StatusCode() != 503 {
-							t.Errorf("rejected after %v with RetryAfter %v status %d: want at once, a RetryAfter, 503", r.took, be.RetryAfter(), be.StatusCode())
+						if r.took != 0 || be.RetryAfter <= 0 || be.StatusCode() != 503 {
+							t.Errorf("rejected after %v with RetryAfter %v status %d: want at once, a RetryAfter, 503", r.took, be.RetryAfter, be.StatusCode())
 						}
 					default:
 						t.Errorf("submitted at %v: %v after %v; want success or ErrOverloaded at once", r.at, r.err, r.took)
@@ -235,9 +237,9 @@ func TestAdmitAgreesWithSubmit(t *testing.T) {
 				continue
 			}
 			for _, err := range []error{admit, sub} {
-				be := err.(*Error)
-				if be.RetryAfter() != c.retry {
-					t.Errorf("%s: RetryAfter %v, want %v", c.name, be.RetryAfter(), c.retry)
+				be := err.(*httperr.Error)
+				if be.RetryAfter != c.retry {
+					t.Errorf("%s: RetryAfter %v, want %v", c.name, be.RetryAfter, c.retry)
 				}
 				if !strings.Contains(err.Error(), c.msg) {
 					t.Errorf("%s: message %q does not contain %q", c.name, err, c.msg)
@@ -282,8 +284,8 @@ func TestColdStart(t *testing.T) {
 		synctest.Wait()
 		err, err2 := b.Admit(1, 0, ms), b.Submit(&Request{Rows: 1, Timeout: ms})
 		for _, e := range []error{err, err2} {
-			if !errors.Is(e, ErrQueueFull) || e.(*Error).RetryAfter() != 0 {
-				t.Fatalf("fifth request: %v (RetryAfter %v), want ErrQueueFull without RetryAfter", e, e.(*Error).RetryAfter())
+			if !errors.Is(e, ErrQueueFull) || e.(*httperr.Error).RetryAfter != 0 {
+				t.Fatalf("fifth request: %v (RetryAfter %v), want ErrQueueFull without RetryAfter", e, e.(*httperr.Error).RetryAfter)
 			}
 		}
 		for i, d := range dones {

@@ -244,9 +244,10 @@ func (b *Batcher) QueueDepth() int { return int(b.depth.Load()) }
 // failure), rejected at once (ErrBadRequest, ErrClosed,
 // ErrCannotMeetDeadline, ErrOverloaded, ErrQueueFull: see Admit and
 // admission.go), shed by the adaptive window (ErrCannotMeetDeadline) or
-// expired in the queue (ErrDeadlineExceeded). All errors are *Error. req must
-// not be submitted again, nor changed, until Submit returns; after that the
-// batcher holds no reference to it.
+// expired in the queue (ErrDeadlineExceeded). All errors are *httperr.Error
+// (see the sentinels in errors.go). req must not be submitted again, nor
+// changed, until Submit returns; after that the batcher holds no reference
+// to it.
 func (b *Batcher) Submit(req *Request) error {
 	if req == nil {
 		b.m.rejected[reasonInvalid].Inc()
@@ -397,8 +398,8 @@ func (b *Batcher) worker() {
 	}
 }
 
-// call runs one batch, turning an error or a panic into the *Error its
-// requests get.
+// call runs one batch, turning an error or a panic into the error its
+// requests get: an instance of ErrRunFailed or ErrRunnerPanic.
 func (b *Batcher) call(bt *Batch) (err error) {
 	defer func() {
 		if p := recover(); p != nil {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/inferd/inferd/httperr"
 )
 
 // TestPropertyFakeClock submits requests of random sizes, priorities and
@@ -106,8 +108,8 @@ func propertyRun(t *testing.T, cfg Config, seed uint64) {
 			}
 		case errors.Is(err, ErrDeadlineExceeded), errors.Is(err, ErrCannotMeetDeadline), errors.Is(err, ErrQueueFull), errors.Is(err, ErrOverloaded):
 			counts[err.Error()[:20]]++
-			if be := err.(*Error); errors.Is(err, ErrOverloaded) && be.RetryAfter() <= 0 {
-				t.Fatalf("request %d: %v with RetryAfter %v", i, err, be.RetryAfter())
+			if be := err.(*httperr.Error); errors.Is(err, ErrOverloaded) && be.RetryAfter <= 0 {
+				t.Fatalf("request %d: %v with RetryAfter %v", i, err, be.RetryAfter)
 			}
 			if p.runs.Load() != 0 {
 				t.Fatalf("request %d failed with %v but ran %d times", i, err, p.runs.Load())
@@ -270,7 +272,7 @@ func TestRunnerErrorFailsOnlyItsBatch(t *testing.T) {
 					t.Fatalf("batch after the failed one: %v", err)
 				}
 				b.Close(t.Context())
-				var be *Error
+				var be *httperr.Error
 				if !errors.Is(*e1, ErrRunFailed) || !errors.Is(*e1, c.err) || !errors.As(*e1, &be) || be.StatusCode() != c.code {
 					t.Fatalf("failed batch got %v", *e1)
 				}
@@ -302,7 +304,7 @@ func TestRunnerPanic(t *testing.T) {
 			return nil
 		}), set)
 		err := b.Submit(&Request{Rows: 1})
-		var be *Error
+		var be *httperr.Error
 		if !errors.Is(err, ErrRunnerPanic) || !errors.As(err, &be) || be.StatusCode() != 500 || err.Error() != "batcher: runner panicked: kaboom" {
 			t.Fatalf("got %v", err)
 		}
@@ -344,7 +346,7 @@ func TestBadRequests(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			err := b.Submit(c.req)
-			var be *Error
+			var be *httperr.Error
 			if !errors.Is(err, ErrBadRequest) || !errors.As(err, &be) || be.StatusCode() != 400 || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v, want %q", err, c.want)
 			}

@@ -1,6 +1,7 @@
 package batcher
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -21,13 +22,16 @@ const queueBackstop = 1024
 // Config tunes one Batcher. The zero value of every field means "use the
 // default"; Batcher.Config reports the values in effect. New rejects negative
 // or inconsistent values and names the offending field in the error, using
-// the snake_case key the server's config file uses.
+// the snake_case key the server's config file uses. This package owns the
+// settings a model's "batcher:" section holds (their YAML keys, defaults
+// and validation); the fields tagged "-" the server takes from the
+// sessions (package gpu owns max_batch and the buckets).
 type Config struct {
 	// MaxBatchSize is the most rows one batch may carry. Default 64, or the
 	// last entry of Buckets when Buckets is set. Trap: a request with more
 	// rows than this is rejected (requests are never split), so it also caps
 	// the rows one client request may send.
-	MaxBatchSize int
+	MaxBatchSize int `yaml:"-"`
 
 	// Buckets are the batch sizes the device actually runs: a batch of n rows
 	// is padded up to the smallest bucket >= n and the padding is wasted
@@ -36,7 +40,7 @@ type Config struct {
 	// MaxBatchSize. Trap: with few buckets a batch one row past a bucket
 	// costs as much as the next bucket; the adaptive window trims batches to
 	// the most efficient bucket, the fixed window does not.
-	Buckets []int
+	Buckets []int `yaml:"-"`
 
 	// MaxDelay is the fixed delay window: the longest time from the oldest
 	// queued request's arrival until a batch is closed even if it is not
@@ -46,7 +50,7 @@ type Config struct {
 	// as long as that saves device time (echo.go; open-loop traffic never
 	// waits). With LatencyTarget set it is only an upper bound on waiting.
 	// Trap: every request pays up to MaxDelay of extra latency at low load.
-	MaxDelay time.Duration
+	MaxDelay time.Duration `yaml:"max_delay"`
 
 	// LatencyTarget > 0 turns on the adaptive window: a fitted cost model
 	// decides how long a batch may wait (at most until its oldest request
@@ -57,7 +61,7 @@ type Config struct {
 	// time a request spends in the batcher (queue + run), not a deadline;
 	// requests are only shed against their own deadline (Request.Timeout or
 	// DefaultTimeout), so set DefaultTimeout near the SLO to bound the tail.
-	LatencyTarget time.Duration
+	LatencyTarget time.Duration `yaml:"latency_target"`
 
 	// QueueCapacity is a hard cap on the requests (not rows) waiting; beyond
 	// it Submit fails at once with ErrQueueFull. Default 0: derived from
@@ -74,24 +78,24 @@ type Config struct {
 	// there the backstop, not the deadline, bounds the queue; raise it only
 	// with the memory queued requests hold in mind (the server keeps each
 	// one's decoded input).
-	QueueCapacity int
+	QueueCapacity int `yaml:"queue_capacity"`
 
 	// DefaultTimeout is each request's deadline budget, counted from Submit.
 	// Default 30s. A request's own Timeout may shorten it, never lengthen
 	// it. Trap: a request still queued at its deadline fails with
 	// ErrDeadlineExceeded; a request already running is not interrupted.
-	DefaultTimeout time.Duration
+	DefaultTimeout time.Duration `yaml:"default_timeout"`
 
 	// InFlight is how many batches run at once (one per session instance);
 	// the Runner is called from up to InFlight goroutines. Default 1. Trap:
 	// more than the device can overlap only adds contention.
-	InFlight int
+	InFlight int `yaml:"-"`
 
 	// Priorities is the number of priority levels; 0 is the highest.
 	// Default 2. Batches are filled from the highest level first, FIFO
 	// within a level. Trap: a steady stream at a high level starves the
 	// lower ones (their requests then time out).
-	Priorities int
+	Priorities int `yaml:"priorities"`
 
 	// BucketRunTimes optionally seeds admission with how long one batch
 	// takes at each bucket, in the order of Buckets (one entry per bucket; 0
@@ -104,15 +108,16 @@ type Config struct {
 	// admission too strict until real batches replace it: time a later run.
 	// A time measured with one batch running understates the time with
 	// InFlight batches sharing the device.
-	BucketRunTimes []time.Duration
+	BucketRunTimes []time.Duration `yaml:"-"`
 
 	// greedy turns the default window's wait for returning clients off
 	// (echo.go), for tests to compare with the policy it replaced.
 	greedy bool
 }
 
-// Validate reports the first value New would reject in c, as New words it
-// ("batcher: max_batch_size 100000: must be <= 65536"); nil when New
+// Validate reports every value New would reject in c, one error per
+// problem (errors.Join), as New words them ("batcher: queue_capacity -1:
+// must be >= 1", the key as Config's YAML tags name it); nil when New
 // accepts c. A config check calls it before anything is opened.
 func (c Config) Validate() error {
 	_, err := c.withDefaults()
@@ -121,82 +126,90 @@ func (c Config) Validate() error {
 
 // withDefaults validates c and returns a copy with every default filled in.
 func (c Config) withDefaults() (Config, error) {
-	if c.MaxBatchSize < 0 {
-		return c, fmt.Errorf("batcher: max_batch_size %d: must be >= 1", c.MaxBatchSize)
-	}
-	if c.MaxBatchSize > maxMaxBatchSize {
-		return c, fmt.Errorf("batcher: max_batch_size %d: must be <= %d", c.MaxBatchSize, maxMaxBatchSize)
-	}
-	if c.MaxBatchSize == 0 {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("batcher: "+format, args...)) }
+	switch {
+	case c.MaxBatchSize < 0:
+		bad("max_batch_size %d: must be >= 1", c.MaxBatchSize)
+	case c.MaxBatchSize > maxMaxBatchSize:
+		bad("max_batch_size %d: must be <= %d", c.MaxBatchSize, maxMaxBatchSize)
+	case c.MaxBatchSize == 0:
 		c.MaxBatchSize = 64
 		if n := len(c.Buckets); n > 0 {
 			c.MaxBatchSize = c.Buckets[n-1]
 		}
 	}
 	if len(c.Buckets) == 0 {
-		c.Buckets = defaultBuckets(c.MaxBatchSize)
+		c.Buckets = defaultBuckets(max(c.MaxBatchSize, 1))
 	} else {
 		c.Buckets = slices.Clone(c.Buckets)
+		ok := true
 		for i, v := range c.Buckets {
 			if v < 1 {
-				return c, fmt.Errorf("batcher: buckets %v: entry %d must be >= 1", c.Buckets, v)
+				bad("buckets %v: entry %d must be >= 1", c.Buckets, v)
+				ok = false
+				break
 			}
 			if i > 0 && v <= c.Buckets[i-1] {
-				return c, fmt.Errorf("batcher: buckets %v: must be strictly ascending", c.Buckets)
+				bad("buckets %v: must be strictly ascending", c.Buckets)
+				ok = false
+				break
 			}
 		}
-		if last := c.Buckets[len(c.Buckets)-1]; last != c.MaxBatchSize {
-			return c, fmt.Errorf("batcher: buckets %v: last entry must equal max_batch_size %d", c.Buckets, c.MaxBatchSize)
+		if last := c.Buckets[len(c.Buckets)-1]; ok && last != c.MaxBatchSize {
+			bad("buckets %v: last entry must equal max_batch_size %d", c.Buckets, c.MaxBatchSize)
 		}
 	}
 	if c.MaxDelay < 0 {
-		return c, fmt.Errorf("batcher: max_delay %v: must be >= 0", c.MaxDelay)
+		bad("max_delay %v: must be >= 0", c.MaxDelay)
 	}
 	if c.LatencyTarget < 0 {
-		return c, fmt.Errorf("batcher: latency_target %v: must be >= 0", c.LatencyTarget)
+		bad("latency_target %v: must be >= 0", c.LatencyTarget)
 	}
 	switch {
 	case c.QueueCapacity < 0:
-		return c, fmt.Errorf("batcher: queue_capacity %d: must be >= 1", c.QueueCapacity)
+		bad("queue_capacity %d: must be >= 1", c.QueueCapacity)
 	case c.QueueCapacity > maxQueue:
-		return c, fmt.Errorf("batcher: queue_capacity %d: must be <= %d", c.QueueCapacity, maxQueue)
+		bad("queue_capacity %d: must be <= %d", c.QueueCapacity, maxQueue)
 	case c.QueueCapacity == 0:
 		c.QueueCapacity = queueBackstop
 	}
 	switch {
 	case c.DefaultTimeout < 0:
-		return c, fmt.Errorf("batcher: default_timeout %v: must be > 0", c.DefaultTimeout)
+		bad("default_timeout %v: must be > 0", c.DefaultTimeout)
 	case c.DefaultTimeout == 0:
 		c.DefaultTimeout = 30 * time.Second
 	}
 	switch {
 	case c.InFlight < 0:
-		return c, fmt.Errorf("batcher: in_flight %d: must be >= 1", c.InFlight)
+		bad("in_flight %d: must be >= 1", c.InFlight)
 	case c.InFlight > maxInFlight:
-		return c, fmt.Errorf("batcher: in_flight %d: must be <= %d", c.InFlight, maxInFlight)
+		bad("in_flight %d: must be <= %d", c.InFlight, maxInFlight)
 	case c.InFlight == 0:
 		c.InFlight = 1
 	}
 	switch {
 	case c.Priorities < 0:
-		return c, fmt.Errorf("batcher: priorities %d: must be >= 1", c.Priorities)
+		bad("priorities %d: must be >= 1", c.Priorities)
 	case c.Priorities > maxPriorities:
-		return c, fmt.Errorf("batcher: priorities %d: must be <= %d", c.Priorities, maxPriorities)
+		bad("priorities %d: must be <= %d", c.Priorities, maxPriorities)
 	case c.Priorities == 0:
 		c.Priorities = 2
 	}
 	if n := len(c.BucketRunTimes); n > 0 {
 		if n != len(c.Buckets) {
-			return c, fmt.Errorf("batcher: bucket_run_times %v: has %d entries, want one per bucket of %v", c.BucketRunTimes, n, c.Buckets)
-		}
-		c.BucketRunTimes = slices.Clone(c.BucketRunTimes)
-		for _, d := range c.BucketRunTimes {
-			if d < 0 {
-				return c, fmt.Errorf("batcher: bucket_run_times %v: entry %v must be >= 0", c.BucketRunTimes, d)
+			bad("bucket_run_times %v: has %d entries, want one per bucket of %v", c.BucketRunTimes, n, c.Buckets)
+		} else {
+			c.BucketRunTimes = slices.Clone(c.BucketRunTimes)
+			for _, d := range c.BucketRunTimes {
+				if d < 0 {
+					bad("bucket_run_times %v: entry %v must be >= 0", c.BucketRunTimes, d)
+					break
+				}
 			}
 		}
 	}
-	return c, nil
+	return c, errors.Join(errs...)
 }
 
 // defaultBuckets returns the powers of two below max, then max.

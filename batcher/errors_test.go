@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unicode"
+
+	"github.com/inferd/inferd/httperr"
 )
 
 type codedErr struct{ code int }
@@ -63,7 +65,7 @@ func TestErrors(t *testing.T) {
 					t.Errorf("%v also matches %v", c.err, other)
 				}
 			}
-			var be *Error
+			var be *httperr.Error
 			if !errors.As(c.err, &be) || be.StatusCode() != c.code {
 				t.Errorf("status %v, want %d", be, c.code)
 			}
@@ -73,7 +75,7 @@ func TestErrors(t *testing.T) {
 			if first := []rune(strings.TrimPrefix(c.err.Error(), "batcher: "))[0]; unicode.IsUpper(first) {
 				t.Errorf("message %q is not lowercase", c.err)
 			}
-			if got := c.err.(*Error).RetryAfter(); got != c.retry {
+			if got := c.err.(*httperr.Error).RetryAfter; got != c.retry {
 				t.Errorf("RetryAfter %v, want %v", got, c.retry)
 			}
 			if c.cause != nil && !errors.Is(c.err, c.cause) {

@@ -3,8 +3,8 @@
 // decompressed body as it grows, parsed tensors, a decoded image) before it
 // allocates it, and gives it all back when it is answered. A reservation
 // that does not fit waits briefly for others to finish, then fails with an
-// error the server answers 503 and Retry-After; one that could never fit
-// fails at once with 413.
+// *httperr.Error the server answers 503 and Retry-After; one that could
+// never fit fails at once with 413.
 //
 // The budget counts bytes a request decides, not the server's own working
 // memory (models, pools, connections), which is fixed once models load.
@@ -19,6 +19,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/inferd/inferd/httperr"
 )
 
 // DefaultWait is how long a reservation that does not fit waits for memory
@@ -73,23 +75,6 @@ func (b *Budget) Used() int64 { return b.used.Load() }
 // starts a new period at what is reserved now.
 func (b *Budget) TakePeak() int64 { return b.peak.Swap(b.used.Load()) }
 
-// Error is a reservation that failed, with the HTTP status the server
-// answers it with: 503 (busy: retry after RetryAfter) or 413 (the request
-// needs more than the whole budget).
-type Error struct {
-	Code  int
-	Msg   string
-	Retry time.Duration // when a 503 is worth retrying
-}
-
-func (e *Error) Error() string { return e.Msg }
-
-// RetryAfter says when a busy budget is worth trying again.
-func (e *Error) RetryAfter() time.Duration { return e.Retry }
-
-// StatusCode returns the HTTP status.
-func (e *Error) StatusCode() int { return e.Code }
-
 // A hold of more than smallHold() bytes (1/32 of the budget, at least
 // 1 MiB) is large. Large holds together may take at most 7/8 of the
 // budget, so that small requests (an image or two as JSON, an ordinary
@@ -105,8 +90,8 @@ func (b *Budget) acquire(n, large int64, what string) error {
 	if !gotLarge || (n > 0 && !b.sem.TryAcquire(n)) {
 		if !b.acquireSlow(n, large, gotLarge) {
 			b.rejected.Inc()
-			return &Error{Code: http.StatusServiceUnavailable, Retry: time.Second,
-				Msg: fmt.Sprintf("server busy: %s needs %d bytes of memory and requests in progress hold %d of the %d bytes of server.memory_limit; retry shortly",
+			return &httperr.Error{Status: http.StatusServiceUnavailable, RetryAfter: time.Second,
+				Err: fmt.Errorf("server busy: %s needs %d bytes of memory and requests in progress hold %d of the %d bytes of server.memory_limit; retry shortly",
 					what, n, b.used.Load(), b.limit)}
 		}
 	}
@@ -159,15 +144,17 @@ type Hold struct {
 func (b *Budget) Hold() Hold { return Hold{b: b} }
 
 // Reserve adds n bytes to the hold; what says what they are for, in the
-// error when they do not fit ("a 20000000-byte body").
+// error when they do not fit ("a 20000000-byte body"). That error is an
+// *httperr.Error: 503 with a RetryAfter when the budget stayed full for its
+// wait, 413 when the hold would be more than MaxHold.
 func (h *Hold) Reserve(n int64, what string) error {
 	if h.b == nil || n <= 0 {
 		return nil
 	}
 	if total := h.n + n; total > h.b.MaxHold() {
 		h.b.tooLarge.Inc()
-		return &Error{Code: http.StatusRequestEntityTooLarge,
-			Msg: fmt.Sprintf("%s needs %d bytes of memory, more than this server allows one request (%d bytes, 7/8 of server.memory_limit)", what, total, h.b.MaxHold())}
+		return httperr.Errorf(http.StatusRequestEntityTooLarge,
+			"%s needs %d bytes of memory, more than this server allows one request (%d bytes, 7/8 of server.memory_limit)", what, total, h.b.MaxHold())
 	}
 	var large int64
 	if h.n+n > h.b.smallHold() {

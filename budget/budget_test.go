@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/inferd/inferd/httperr"
 )
 
 func TestReserveAndRelease(t *testing.T) {
@@ -26,8 +28,8 @@ func TestReserveAndRelease(t *testing.T) {
 	// Full: another request waits its 10 ms, then gets a 503 with a retry.
 	h2 := b.Hold()
 	err := h2.Reserve(1, "one byte")
-	var be *Error
-	if !errors.As(err, &be) || be.StatusCode() != 503 || be.RetryAfter() <= 0 || !strings.Contains(be.Error(), "server.memory_limit") {
+	var be *httperr.Error
+	if !errors.As(err, &be) || be.Status != 503 || be.RetryAfter <= 0 || !strings.Contains(be.Error(), "server.memory_limit") {
 		t.Fatalf("reserve on a full budget: %v", err)
 	}
 	if h2.Held() != 0 {
@@ -55,8 +57,8 @@ func TestTooLargeFailsAtOnce(t *testing.T) {
 	h := b.Hold()
 	start := time.Now()
 	err := h.Reserve(876, "an 876-byte body")
-	var be *Error
-	if !errors.As(err, &be) || be.StatusCode() != 413 || !strings.Contains(err.Error(), "an 876-byte body needs 876 bytes") {
+	var be *httperr.Error
+	if !errors.As(err, &be) || be.Status != 413 || !strings.Contains(err.Error(), "an 876-byte body needs 876 bytes") {
 		t.Fatalf("over the whole budget: %v", err)
 	}
 	if time.Since(start) > time.Second {
@@ -196,9 +198,9 @@ func TestDefaultLimit(t *testing.T) {
 }
 
 func statusOf(err error) int {
-	var be *Error
+	var be *httperr.Error
 	if errors.As(err, &be) {
-		return be.StatusCode()
+		return be.Status
 	}
 	return 0
 }

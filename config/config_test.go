@@ -5,10 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/inferd/inferd/gpu"
+	"github.com/inferd/inferd/internal/testbed"
 	"github.com/inferd/inferd/model"
 )
 
@@ -43,16 +46,21 @@ func TestEmptyMeansDefault(t *testing.T) {
 	}
 }
 
+// Each bad file holds one mistake, and Check says exactly this about it
+// (after the file's name), one line. The files that name an ONNX file are
+// read by ONNX Runtime and need it.
 func TestTestdata(t *testing.T) {
-	want := map[string]string{ // bad file -> words the error must contain
-		"unknown-key.bad.yml":        "field max_batchsize not found",
-		"duplicate-name.bad.yml":     `models[1].name "m": already used`,
-		"bad-builtin.bad.yml":        `models[0].path: builtin model "resnet51"`,
-		"bad-std.bad.yml":            "models[0].preprocess.std has 2 values: want 3",
-		"bad-resample.bad.yml":       `models[0].preprocess.resample "bicubic": want pil or float`,
-		"register-short.bad.yml":     "register.deregister_after 10s: Consul's minimum is 1m",
-		"memory-limit-word.bad.yml":  `"lots" is not a size`,
-		"memory-limit-small.bad.yml": "server.memory_limit 1048576 bytes: want at least 16MiB",
+	want := map[string]string{ // bad file -> the whole error, after "FILE: "
+		"unknown-key.bad.yml": "config: line 3: field max_batchsize not found in type config.Model",
+		"two-unknown-keys.bad.yml": "config: line 4: field max_batchsize not found in type config.Model\n" +
+			"testdata/two-unknown-keys.bad.yml: config: line 5: field devise not found in type config.Model",
+		"duplicate-name.bad.yml":     `config: models[1].name "m": already used by another model`,
+		"bad-builtin.bad.yml":        `config: models[0].path "builtin:resnet51": model: unknown arch "resnet51" (want resnet50 or tiny)`,
+		"bad-std.bad.yml":            "config: models[0].preprocess.std has 2 values: want 3 (R, G, B)",
+		"bad-resample.bad.yml":       `config: models[0].preprocess.resample "bicubic": want pil or float`,
+		"register-short.bad.yml":     "config: register.deregister_after 10s: Consul's minimum is 1m",
+		"memory-limit-word.bad.yml":  `config: line 2: "lots" is not a size: want bytes or a number with a unit (KiB, MiB, GiB, KB, MB, GB)`,
+		"memory-limit-small.bad.yml": "config: server.memory_limit 1048576 bytes: want at least 16MiB",
 		// What gpu.Open and batcher.New refuse, said before anything opens.
 		"device-gpu.bad.yml":         `config: models[0].device "gpu": want auto, cpu or cuda:N`,
 		"device-cuda-x.bad.yml":      `config: models[0].device "cuda:x": want auto, cpu or cuda:N`,
@@ -68,8 +76,17 @@ func TestTestdata(t *testing.T) {
 		"missing-model.bad.yml":  `config: models[0].path "/nope.onnx": no such file or directory`,
 		"missing-labels.bad.yml": `config: models[0].labels "/nope-synset.txt": no such file or directory`,
 		"model-dir.bad.yml":      `config: models[0].path "testdata": not a regular file, want an ONNX file`,
-		"three-mistakes.bad.yml": `config: models[0].device "gpu"`, // TestCheckReportsEveryMistake reads it whole
+		"not-onnx.bad.yml":       `config: models[0].path "testdata/not-onnx.onnx": not an ONNX model: onnx runtime says: failed to load model because protobuf parsing failed (37 bytes)`,
+		"empty-onnx.bad.yml":     `config: models[0].path "testdata/empty.onnx": not an ONNX model: the file is empty`,
+		// What the model says of the labels and the preprocessing (a
+		// builtin: model's inputs and outputs are known without the file).
+		"labels-count.bad.yml":         `config: models[0].labels "testdata/999-labels.txt": 999 labels, model output "output" has 1000 classes`,
+		"preprocess-size.bad.yml":      "config: models[0].preprocess.size 256: the model takes 224x224 images",
+		"preprocess-resize.bad.yml":    "config: models[0].preprocess.resize 200 out of range: expected 224 (size) .. 8192",
+		"mean-without-std.bad.yml":     "config: models[0].preprocess.std[0] is 0: expected a finite number > 0 (set all three, or leave mean and std both zero for ImageNet's)",
+		"resample-float-uint8.bad.yml": `config: models[0].preprocess.resample "float" takes dtype "float32", not "uint8"`,
 	}
+	needORT := map[string]bool{"not-onnx.bad.yml": true, "empty-onnx.bad.yml": true}
 	files, _ := filepath.Glob("testdata/*.yml")
 	if len(files) == 0 {
 		t.Fatal("no testdata")
@@ -77,6 +94,9 @@ func TestTestdata(t *testing.T) {
 	for _, f := range files {
 		name := filepath.Base(f)
 		t.Run(name, func(t *testing.T) {
+			if needORT[name] {
+				testbed.NeedORT(t)
+			}
 			err := check(f)
 			if strings.Contains(name, ".good.") {
 				if err != nil {
@@ -87,8 +107,15 @@ func TestTestdata(t *testing.T) {
 			if err == nil {
 				t.Fatal("loaded a bad file")
 			}
-			if w, ok := want[name]; !ok || !strings.Contains(err.Error(), w) || !strings.HasPrefix(err.Error(), f+": ") {
-				t.Errorf("error %q, want it to name the file and say %q", err, w)
+			if name == "three-mistakes.bad.yml" {
+				return // TestCheckReportsEveryMistake reads it whole
+			}
+			w, ok := want[name]
+			if !ok {
+				t.Fatalf("no expected error for %s; it says:\n%v", name, err)
+			}
+			if err.Error() != f+": "+w {
+				t.Errorf("error\n%v\nwant\n%s: %s", err, f, w)
 			}
 		})
 	}
@@ -125,11 +152,12 @@ func TestCheckReportsEveryMistake(t *testing.T) {
 	}
 }
 
-// A value that breaks two rules is said once: a negative max_batch is
-// config's own error, not gpu's and the batcher's again.
+// A value that breaks two rules is said once, by its owner (package gpu
+// for max_batch and instances), in the file's terms, each on its line.
 func TestValidateSaysEachProblemOnce(t *testing.T) {
-	_, err := Parse([]byte("models:\n  - {name: m, device: cpu, max_batch: -1, instances: -2}\n"))
-	want := "config: models[0].instances -2: must be >= 0\nconfig: models[0].max_batch -1: must be >= 0"
+	_, err := Parse([]byte("models:\n  - {name: m, device: cpu, max_batch: -1, instances: -2, batcher: {priorities: -1, queue_capacity: 1000000000}}\n"))
+	want := "config: models[0].instances -2: must be >= 1\nconfig: models[0].max_batch -1: must be >= 1\n" +
+		"config: models[0].batcher.queue_capacity 1000000000: must be <= 16777216\nconfig: models[0].batcher.priorities -1: must be >= 1"
 	if err == nil || err.Error() != want {
 		t.Errorf("error %v, want\n%s", err, want)
 	}
@@ -154,10 +182,13 @@ func TestCheckDevice(t *testing.T) {
 	}
 }
 
+// A library given as a path that is not there is said once, and the
+// model files are then not read (this one is no model). The default
+// config's builtin model needs neither a file nor the library.
 func TestCheckFiles(t *testing.T) {
 	dir := t.TempDir()
 	onnx, labels := filepath.Join(dir, "m.onnx"), filepath.Join(dir, "synset.txt")
-	os.WriteFile(onnx, []byte("not checked beyond being a readable file"), 0o644)
+	os.WriteFile(onnx, []byte("not an ONNX model"), 0o644)
 	os.WriteFile(labels, []byte("n01440764 tench\n"), 0o644)
 	c, err := Parse(fmt.Appendf(nil, "runtime: {library: %q}\nmodels:\n  - {name: m, path: %q, labels: %q, device: cpu}\n",
 		filepath.Join(dir, "libonnxruntime.so.1"), onnx, labels))
@@ -168,30 +199,134 @@ func TestCheckFiles(t *testing.T) {
 	if want := `config: runtime.library "` + dir + `/libonnxruntime.so.1": no such file or directory`; err == nil || err.Error() != want {
 		t.Errorf("check said %v, want %s", err, want)
 	}
-	c.Runtime.Library = "libonnxruntime.so.1" // a soname: the dynamic linker's to find
-	if err := c.Check(); err != nil {
-		t.Error(err)
-	}
 	if err := Default().Check(); err != nil {
 		t.Errorf("the default config: %v", err)
 	}
 }
 
-func TestBuiltinSpecRoundTrips(t *testing.T) {
-	for _, s := range []model.Spec{
-		{}, {Arch: "tiny"}, {DType: "float16"}, {Input: "uint8"}, {Arch: "tiny", DType: "float16", Input: "uint8", Logits: true, Seed: 7},
-	} {
-		got, err := BuiltinSpec(s.Name())
-		if err != nil {
-			t.Fatalf("%s: %v", s.Name(), err)
+// Model files are read as startup reads them: their inputs and outputs,
+// against which the labels and the preprocessing are checked. Every
+// problem is said, one line each.
+func TestCheckModelFiles(t *testing.T) {
+	testbed.NeedORT(t)
+	dir := t.TempDir()
+	tiny, err := model.Ensure(dir, model.Spec{Arch: model.ArchTiny})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(tiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		if got.Name() != s.Name() {
-			t.Errorf("BuiltinSpec(%q).Name() = %q", s.Name(), got.Name())
+		return p
+	}
+	lines := func(n int, end string) []byte {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "n%08d class %d\n", i, i)
+		}
+		return []byte(b.String() + end)
+	}
+	trunc := write("trunc.onnx", good[:len(good)/2])
+	labels1000 := write("1000.txt", lines(1000, ""))
+	blankEnd := write("blank-end.txt", lines(1000, "\n  \n"))
+	labels999 := write("999.txt", lines(999, ""))
+	labels1001 := write("1001.txt", lines(1001, ""))
+	for _, c := range []struct {
+		name   string
+		models string // the models section
+		want   []string
+	}{
+		{"model and labels agree", fmt.Sprintf("{name: m, path: %q, labels: %q, device: cpu}", tiny, labels1000), nil},
+		{"blank lines at the end are no labels", fmt.Sprintf("{name: m, path: %q, labels: %q, device: cpu}", tiny, blankEnd), nil},
+		{"one label short", fmt.Sprintf("{name: m, path: %q, labels: %q, device: cpu}", tiny, labels999),
+			[]string{fmt.Sprintf(`config: models[0].labels %q: 999 labels, model output "output" has 1000 classes`, labels999)}},
+		{"one label too many", fmt.Sprintf("{name: m, path: %q, labels: %q, device: cpu}", tiny, labels1001),
+			[]string{fmt.Sprintf(`config: models[0].labels %q: 1001 labels, model output "output" has 1000 classes`, labels1001)}},
+		{"a crop the model does not take", fmt.Sprintf("{name: m, path: %q, device: cpu, preprocess: {size: 299}}", tiny),
+			[]string{"config: models[0].preprocess.size 299: the model takes 224x224 images"}},
+		// A truncated model is no model, and its labels cannot be counted
+		// against it; the second model's labels still are.
+		{"every mistake", fmt.Sprintf("{name: a, path: %q, labels: %q, device: cpu}\n  - {name: b, path: %q, labels: %q, device: cpu}", trunc, labels999, tiny, labels999),
+			[]string{
+				fmt.Sprintf(`config: models[0].path %q: not an ONNX model: onnx runtime says: failed to load model because protobuf parsing failed (%d bytes)`, trunc, len(good)/2),
+				fmt.Sprintf(`config: models[1].labels %q: 999 labels, model output "output" has 1000 classes`, labels999),
+			}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Parse([]byte("models:\n  - " + c.models + "\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.Check()
+			if c.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if want := strings.Join(c.want, "\n"); err == nil || err.Error() != want {
+				t.Errorf("check said\n%v\nwant\n%s", err, want)
+			}
+		})
+	}
+	// A process has one ONNX Runtime: once loaded, it reads the files
+	// whatever runtime.library says, as a SIGHUP reload opens the models
+	// with it.
+	cfg, err := Parse(fmt.Appendf(nil, "runtime: {library: libonnxruntime-elsewhere.so}\nmodels:\n  - {name: m, path: %q, device: cpu}\n", tiny))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Check(); err != nil {
+		t.Errorf("with the runtime loaded: %v", err)
+	}
+}
+
+// What Check knows of a builtin: model without generating it is what ONNX
+// Runtime reads in the generated file.
+func TestBuiltinTensors(t *testing.T) {
+	testbed.NeedORT(t)
+	dir := t.TempDir()
+	for _, name := range []string{"tiny", "tiny-uint8", "tiny-fp16", "tiny-fp16-uint8-logits"} {
+		s, err := model.ParseName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path, err := model.Ensure(dir, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins, outs, err := gpu.Inspect("", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantIn, wantOut := builtinTensors(s)
+		if !sameTensors(ins, wantIn) || !sameTensors(outs, wantOut) {
+			t.Errorf("%s: the file has %+v -> %+v; builtinTensors says %+v -> %+v", name, ins, outs, wantIn, wantOut)
 		}
 	}
-	for _, bad := range []string{"resnet51", "tiny-fp8", "tiny-seed", ""} {
-		if _, err := BuiltinSpec(bad); err == nil {
-			t.Errorf("BuiltinSpec(%q) succeeded", bad)
+}
+
+func sameTensors(a, b []gpu.TensorInfo) bool {
+	return slices.EqualFunc(a, b, func(x, y gpu.TensorInfo) bool {
+		return x.Name == y.Name && x.Datatype == y.Datatype && slices.Equal(x.Shape, y.Shape)
+	})
+}
+
+// Every inferd config shipped in configs/ passes the check startup runs.
+func TestShippedConfigsCheck(t *testing.T) {
+	files, _ := filepath.Glob("../configs/inferd*.y*ml")
+	if len(files) == 0 {
+		t.Fatal("no inferd config in configs/")
+	}
+	for _, f := range files {
+		if err := check(f); err != nil {
+			t.Errorf("%s: %v", f, err)
 		}
 	}
 }

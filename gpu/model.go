@@ -13,6 +13,7 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/inferd/inferd/httperr"
 )
 
 // Model is an ONNX model opened on one device with one or more session
@@ -33,6 +36,10 @@ type Model struct {
 	inputs   []TensorInfo
 	outputs  []TensorInfo
 	maxBatch int
+	// bucketOf[n] is the index in buckets of the smallest bucket >= n rows,
+	// for n in 1..maxBatch: Acquire looks a batch's bucket up, it does not
+	// search for it.
+	bucketOf []int
 	buckets  []int
 	version  string
 	runTimes []time.Duration // per bucket, from warm-up's second pass
@@ -131,11 +138,11 @@ func (m *Model) readInfo(data []byte) error {
 	if len(m.inputs) == 0 || len(m.outputs) == 0 {
 		return fmt.Errorf("%w: %s has %d inputs and %d outputs; want at least one of each", ErrBadModel, m.path, len(m.inputs), len(m.outputs))
 	}
-	m.maxBatch, m.buckets = m.opts.MaxBatch, m.opts.Buckets
+	m.setBuckets(m.opts.MaxBatch, m.opts.Buckets)
 	if m.fixedBatch() {
 		// A model whose batch dimension is fixed runs at that size only.
 		n := int(slices.Concat(m.inputs, m.outputs)[0].Shape[0])
-		m.maxBatch, m.buckets = n, []int{n}
+		m.setBuckets(n, []int{n})
 	}
 	return nil
 }
@@ -215,7 +222,7 @@ func (m *Model) cudaError(err error, data []byte) error {
 	}
 	m.opts.Instances = cpu.Instances
 	if !m.fixedBatch() {
-		m.maxBatch, m.buckets = cpu.MaxBatch, cpu.Buckets
+		m.setBuckets(cpu.MaxBatch, cpu.Buckets)
 	}
 	return m.openInstances(data)
 }
@@ -394,6 +401,19 @@ func (m *Model) FallbackReason() string { return m.fallback }
 // MaxBatch is the largest batch one run takes.
 func (m *Model) MaxBatch() int { return m.maxBatch }
 
+// setBuckets sets the largest batch and the buckets, and indexes them.
+func (m *Model) setBuckets(maxBatch int, buckets []int) {
+	m.maxBatch, m.buckets = maxBatch, buckets
+	m.bucketOf = make([]int, maxBatch+1)
+	bi := 0
+	for n := 1; n <= maxBatch; n++ {
+		for buckets[bi] < n {
+			bi++
+		}
+		m.bucketOf[n] = bi
+	}
+}
+
 // Buckets are the batch sizes runs are padded to.
 func (m *Model) Buckets() []int { return slices.Clone(m.buckets) }
 
@@ -404,18 +424,14 @@ func (m *Model) Instances() int { return len(m.instances) }
 func (m *Model) RuntimeVersion() string { return m.version }
 
 // Acquire waits for a free instance and returns a Lease on it for a batch of
-// n rows (1 <= n <= MaxBatch). The caller must Release it.
+// n rows (1 <= n <= MaxBatch), run at the smallest bucket >= n: a batcher
+// given Buckets passes the bucket it chose, which is that bucket itself. The
+// caller must Release it.
 func (m *Model) Acquire(n int) (*Lease, error) {
-	bi := -1
-	for i, b := range m.buckets {
-		if b >= n {
-			bi = i
-			break
-		}
+	if n < 1 || n > m.maxBatch {
+		return nil, httperr.Errorf(http.StatusBadRequest, "gpu: %w: %d rows, want 1 to %d", ErrBatchSize, n, m.maxBatch)
 	}
-	if n < 1 || bi < 0 {
-		return nil, &Error{Code: 400, Err: fmt.Errorf("gpu: %w: %d rows, want 1 to %d", ErrBatchSize, n, m.maxBatch)}
-	}
+	bi := m.bucketOf[n]
 	select {
 	case <-m.closed:
 		return nil, ErrClosed

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/gpu"
 	"github.com/inferd/inferd/internal/testbed"
 )
 
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 
 // tiny is the tiny builtin model on cpu, named name.
 func tiny(name string, maxBatch int) config.Model {
-	return config.Model{Name: name, Path: "builtin:tiny", Device: "cpu", MaxBatch: maxBatch, Softmax: "auto"}
+	return config.Model{Name: name, Options: gpu.Options{Device: "cpu", MaxBatch: maxBatch}, Path: "builtin:tiny", Softmax: "auto"}
 }
 
 func newSet(t *testing.T, models ...config.Model) *Set {
@@ -163,5 +164,21 @@ func TestSoftmax(t *testing.T) {
 	softmax(x)
 	if !isDistribution(x) || x[0] != x[1] || x[2] >= x[0] {
 		t.Errorf("softmax = %v", x)
+	}
+}
+
+// The preprocess settings and server.max_pixels reach the preprocessor.
+func TestPreprocessSettings(t *testing.T) {
+	testbed.NeedORT(t)
+	c := tiny("tiny", 2)
+	c.Preprocess.JPEGDCTScaling = true
+	m, err := Open(c, Env{Runtime: config.Runtime{Library: testbed.ORTLibrary(), ModelDir: modelDir}, MaxPixels: 12345, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	pc := m.Images().Config()
+	if !pc.JPEGDCTScaling || pc.MaxPixels != 12345 {
+		t.Errorf("preprocessor config %+v: want jpeg_dct_scaling on and max_pixels 12345", pc)
 	}
 }

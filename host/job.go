@@ -1,7 +1,6 @@
 package host
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/inferd/inferd/batcher"
@@ -110,14 +109,12 @@ func (r *runner) Run(b *batcher.Batch) error {
 	m := r.m
 	var t batchTimes
 	t.start = time.Now()
-	l, err := m.session.Acquire(b.Rows)
+	// The batcher chose the bucket among the sessions' own.
+	l, err := m.session.Acquire(b.Bucket)
 	if err != nil {
 		return err
 	}
 	defer l.Release()
-	if l.Bucket() != b.Bucket {
-		return fmt.Errorf("batch bucket %d but session bucket %d: batcher and sessions disagree", b.Bucket, l.Bucket())
-	}
 	row := 0
 	for _, rq := range b.Requests {
 		j := rq.Payload.(*Job)

@@ -90,24 +90,9 @@ func Open(c config.Model, env Env) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %q: %w", c.Name, err)
 	}
-	opts := gpu.Options{
-		Library:          rt.Library,
-		Device:           c.Device,
-		AllowCPUFallback: c.AllowCPUFallback,
-		Instances:        c.Instances,
-		MaxBatch:         c.MaxBatch,
-		Buckets:          c.Buckets,
-		IntraOpThreads:   c.IntraOpThreads,
-		Logger:           log.With("model", c.Name),
-		CUDA: gpu.CUDAOptions{
-			GPUMemLimit:              c.CUDA.GPUMemLimit,
-			ArenaExtendStrategy:      c.CUDA.ArenaExtendStrategy,
-			CuDNNConvAlgoSearch:      c.CUDA.CuDNNConvAlgoSearch,
-			CuDNNConvUseMaxWorkspace: c.CUDA.CuDNNConvUseMaxWorkspace,
-			PreferNHWC:               c.CUDA.PreferNHWC,
-			UseTF32:                  c.CUDA.UseTF32,
-		},
-	}
+	opts := c.Options // gpu owns them: defaults and checks at Open
+	opts.Library = rt.Library
+	opts.Logger = log.With("model", c.Name)
 	if c.Device == "auto" {
 		// auto: the GPU when CUDA loads, else the CPU, saying which and why.
 		opts.Device, opts.AllowCPUFallback = "cuda:0", true
@@ -142,19 +127,13 @@ func Open(c config.Model, env Env) (*Model, error) {
 			return nil, fmt.Errorf("model %q: %w", c.Name, err)
 		}
 	}
-	bc := batcher.Config{
-		MaxBatchSize:   sess.MaxBatch(),
-		Buckets:        sess.Buckets(),
-		MaxDelay:       c.Batcher.MaxDelay,
-		LatencyTarget:  c.Batcher.LatencyTarget,
-		QueueCapacity:  c.Batcher.QueueCapacity,
-		DefaultTimeout: c.Batcher.DefaultTimeout,
-		InFlight:       sess.Instances(),
-		Priorities:     c.Batcher.Priorities,
-		// Warm-up's timings protect the replica from its first request:
-		// admission by time needs them before real batches are measured.
-		BucketRunTimes: sess.BucketRunTimes(),
-	}
+	// The batcher's own settings are the file's; the batch sizes and the
+	// runners are the sessions'. Warm-up's timings protect the replica from
+	// its first request: admission by time needs them before real batches
+	// are measured.
+	bc := c.Batcher
+	bc.MaxBatchSize, bc.Buckets, bc.InFlight = sess.MaxBatch(), sess.Buckets(), sess.Instances()
+	bc.BucketRunTimes = sess.BucketRunTimes()
 	if m.batcher, err = batcher.New(c.Name, bc, &runner{m: m}, set); err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("model %q: %w", c.Name, err)
@@ -178,7 +157,7 @@ func resolvePath(p, dir string) (string, error) {
 	if !ok {
 		return p, nil
 	}
-	spec, err := config.BuiltinSpec(name)
+	spec, err := model.ParseName(name)
 	if err != nil {
 		return "", err
 	}
@@ -196,7 +175,8 @@ func newPreprocessor(sess *gpu.Model, c config.Preprocess, maxPixels int) (*prep
 		return nil, nil
 	}
 	s := in[0].Shape
-	pc := preprocess.Config{Size: c.Size, Resize: c.Resize, Resample: c.Resample, MaxPixels: maxPixels}
+	pc := preprocess.Config{Size: c.Size, Resize: c.Resize, Resample: c.Resample, MaxPixels: maxPixels,
+		JPEGDCTScaling: c.JPEGDCTScaling}
 	switch {
 	case in[0].Datatype == "FP32" && len(s) == 4 && s[1] == 3 && s[2] == s[3]:
 		pc.Layout, pc.DType = "NCHW", "float32"

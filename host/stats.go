@@ -74,8 +74,9 @@ func (s *modelStats) finished(start time.Time, rows int, enqueued time.Time, t *
 
 // Submit runs j through the batcher, blocking until its outputs are filled
 // or it failed, and records it in the statistics; start is when the
-// request arrived. The error is the batcher's (*batcher.Error: overloaded,
-// deadline, closed, ...) or the runner's.
+// request arrived. The error is the batcher's (an *httperr.Error matching
+// batcher.ErrOverloaded, ErrDeadlineExceeded, ErrClosed, ...) or the
+// runner's.
 func (m *Model) Submit(j *Job, start time.Time) error {
 	err := m.batcher.Submit(&j.req)
 	m.stats.finished(start, j.rows, j.req.Enqueued(), &j.times, err)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/inferd/inferd/httperr"
 )
 
 // allocated returns the bytes f allocates on the heap (exact: ReadMemStats
@@ -52,8 +54,8 @@ func checkStatus(t *testing.T, err error, msg string) {
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	if e, ok := err.(*Error); !ok || e.StatusCode() != 400 {
-		t.Fatalf("error %T %v, want a 400 *Error", err, err)
+	if e, ok := err.(*httperr.Error); !ok || e.Status != 400 {
+		t.Fatalf("error %T %v, want a 400 *httperr.Error", err, err)
 	}
 	if msg != "" && err.Error() != msg {
 		t.Errorf("message\n  %.300q\nwant\n  %.300q", err, msg)

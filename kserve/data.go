@@ -32,10 +32,10 @@ func parseData(t *Tensor, b []byte, d, end int, label inputLabel, elems int64) e
 	}
 	size, _ := DatatypeSize(t.Datatype)
 	n := int(elems) * size
-	if cap(t.Data) < n {
-		t.Data = make([]byte, n)
+	if cap(t.buf) < n {
+		t.buf = make([]byte, n)
 	}
-	t.Data = t.Data[:n]
+	t.Data = t.buf[:n]
 	var c converter
 	c.init(b, t)
 	var err error

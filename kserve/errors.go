@@ -2,12 +2,13 @@ package kserve
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
+
+	"github.com/inferd/inferd/httperr"
 )
 
 // Sentinel errors, wrapped where a caller may want to tell the cause
-// apart; every parse error is an *Error with status 400 either way.
+// apart; every parse error is an *httperr.Error with status 400 either way.
 var (
 	// ErrInvalidJSON means the request (or its JSON header) is not valid
 	// JSON.
@@ -18,25 +19,8 @@ var (
 	ErrUnsupportedDatatype = errors.New("unsupported datatype")
 )
 
-// Error is an error with the HTTP status the server should answer with.
-// Its message is the wrapped error's; servers send it with AppendError.
-type Error struct {
-	// Code is the HTTP status, 400 for everything the parser rejects.
-	Code int
-	// Err is the cause.
-	Err error
-}
-
-// Error returns the message of the wrapped error.
-func (e *Error) Error() string { return e.Err.Error() }
-
-// StatusCode returns the HTTP status code for the error.
-func (e *Error) StatusCode() int { return e.Code }
-
-// Unwrap returns the wrapped error.
-func (e *Error) Unwrap() error { return e.Err }
-
-// badRequest returns a 400 *Error with a formatted message; %w verbs wrap.
+// badRequest returns a 400 *httperr.Error with a formatted message; %w verbs
+// wrap.
 func badRequest(format string, args ...any) error {
-	return &Error{Code: http.StatusBadRequest, Err: fmt.Errorf(format, args...)}
+	return httperr.Errorf(http.StatusBadRequest, format, args...)
 }

@@ -27,9 +27,11 @@ type RequestedOutput struct {
 
 // InferRequest is a parsed inference request. Reuse one per handler
 // goroutine (or from a sync.Pool): ParseInferRequest recycles its slices,
-// so steady-state parsing allocates little. The trap: Data, Shape and
+// so steady-state parsing allocates little. The traps: Data, Shape and
 // Name of a previous parse are overwritten by the next one, so nothing
-// may keep them after the request is done.
+// may keep them after the request is done; and the Data of a binary
+// tensor is a slice of the body given to ParseInferRequest, which must
+// therefore outlive the request's use and stay unchanged.
 type InferRequest struct {
 	// ID is the request's "id", echoed in the response; "" when absent.
 	ID string
@@ -48,14 +50,29 @@ type InferRequest struct {
 	Priority int
 }
 
-// Reset empties r and keeps its slices' storage for the next parse.
+// Reset empties r and keeps its slices' storage for the next parse; it
+// lets go of the last body (binary tensors point into it).
 func (r *InferRequest) Reset() {
 	r.ID = ""
+	for i := range r.Inputs {
+		r.Inputs[i].Data = nil
+	}
 	r.Inputs = r.Inputs[:0]
 	r.Outputs = r.Outputs[:0]
 	r.BinaryOutput = false
 	r.Timeout = 0
 	r.Priority = 0
+}
+
+// StorageBytes is the tensor storage r keeps for its next parses (what
+// JSON data was converted into; binary data stays in the body), for a
+// pool that bounds what it keeps.
+func (r *InferRequest) StorageBytes() int {
+	n := 0
+	for _, t := range r.Inputs[:cap(r.Inputs)] {
+		n += cap(t.buf)
+	}
+	return n
 }
 
 // Input returns the input called name, or nil.
@@ -82,8 +99,8 @@ func (r *InferRequest) Input(name string) *Tensor {
 // half bits, BOOL from true/false or 0/1). The members of an input may
 // come in any order. The parser does not know the model: checking names,
 // shapes and datatypes against it is the caller's job. Every error is an
-// *Error with status 400 whose message says what was wrong and what was
-// expected; dst is then left empty (Reset), never half-filled.
+// *httperr.Error with status 400 whose message says what was wrong and
+// what was expected; dst is then left empty (Reset), never half-filled.
 //
 // Memory is bounded by the body, whatever it holds: the JSON is read in
 // place, never built into a tree; a tensor's buffer is allocated once,
@@ -261,7 +278,7 @@ func nextTensor(ts *[]Tensor) *Tensor {
 	}
 	t := &(*ts)[n]
 	t.Shape = t.Shape[:0]
-	t.Data = t.Data[:0]
+	t.Data = nil
 	return t
 }
 
@@ -504,7 +521,9 @@ func parseInput(t *Tensor, b []byte, at, i int, binaryOK bool, rest []byte, off 
 		if int64(len(rest)-*off) < binSize {
 			return 0, badRequest("%s: binary data of %d bytes at offset %d runs past the end of the body (%d bytes follow the JSON header)", label, binSize, *off, len(rest))
 		}
-		t.Data = append(t.Data[:0], rest[*off:*off+int(binSize)]...)
+		// In place: the caller keeps the body while it uses the request.
+		stop := *off + int(binSize)
+		t.Data = rest[*off:stop:stop]
 		*off += int(binSize)
 		return end, nil
 	case data.start >= 0:

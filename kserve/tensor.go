@@ -16,8 +16,12 @@ type Tensor struct {
 	Shape []int64
 	// Data holds the elements, row-major, little-endian, each
 	// DatatypeSize(Datatype) bytes (FP16 as IEEE half bits, BOOL as one
-	// byte 0 or 1): len(Data) == elements * size.
+	// byte 0 or 1): len(Data) == elements * size. In a parsed request, the
+	// Data of a binary tensor is the body's own bytes (no copy): valid
+	// while the body is, and not to be written.
 	Data []byte
+
+	buf []byte // the storage a parse converts JSON data into, reused
 }
 
 // Elements returns the number of elements the shape describes, or an

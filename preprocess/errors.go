@@ -3,11 +3,13 @@ package preprocess
 import (
 	"errors"
 	"net/http"
+
+	"github.com/inferd/inferd/httperr"
 )
 
-// Sentinel errors. Every error that Process returns is an *Error wrapping
-// one of them, so callers can test the cause with errors.Is and the HTTP
-// status with errors.As.
+// Sentinel errors. Every error that Process returns is an *httperr.Error
+// wrapping one of them, so callers can test the cause with errors.Is and
+// read the HTTP status with httperr.Status.
 var (
 	// ErrNotImage means the bytes are not a JPEG or PNG this package can
 	// decode: an unknown format, a corrupt or truncated file, or a zero-size
@@ -27,25 +29,7 @@ var (
 	ErrConfig = errors.New("invalid preprocess config")
 )
 
-// Error is an error with the HTTP status code the server should answer
-// with. Its message is the wrapped error's.
-type Error struct {
-	// Code is the HTTP status: 415 for images the package cannot accept,
-	// 500 for caller bugs.
-	Code int
-	// Err is the cause; it wraps one of the sentinel errors.
-	Err error
-}
-
-// Error returns the message of the wrapped error.
-func (e *Error) Error() string { return e.Err.Error() }
-
-// StatusCode returns the HTTP status code for the error.
-func (e *Error) StatusCode() int { return e.Code }
-
-// Unwrap returns the wrapped error.
-func (e *Error) Unwrap() error { return e.Err }
-
+// unsupported is an image this package cannot accept: a 415 wrapping err.
 func unsupported(err error) error {
-	return &Error{Code: http.StatusUnsupportedMediaType, Err: err}
+	return httperr.New(http.StatusUnsupportedMediaType, err)
 }

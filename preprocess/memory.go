@@ -50,11 +50,11 @@ import (
 // is the garbage collector's headroom (GOGC, GOMEMLIMIT), not the
 // budget's. Worst cases per pixel are in Config.MaxPixels.
 //
-// Errors are Process's for the same bytes: an *Error with status 415
-// wrapping ErrNotImage (empty or unknown format, bad header, zero size)
-// or ErrTooLarge (more than MaxPixels), with the same message. A nil
-// error does not promise that Process succeeds: a header can be followed
-// by corrupt data.
+// Errors are Process's for the same bytes: an *httperr.Error with status
+// 415 wrapping ErrNotImage (empty or unknown format, bad header, zero
+// size) or ErrTooLarge (more than MaxPixels), with the same message. A
+// nil error does not promise that Process succeeds: a header can be
+// followed by corrupt data.
 func (p *Preprocessor) ProcessMemory(img []byte) (int64, error) {
 	if turboJPEG && isJPEG(img) {
 		if n, ok, err := p.turboMemory(img); ok {

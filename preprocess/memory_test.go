@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/inferd/inferd/httperr"
 )
 
 // TestProcessMemoryErrors: for bytes Process refuses from the header,
-// ProcessMemory refuses them too, with the same *Error, so a server can
-// answer from ProcessMemory alone.
+// ProcessMemory refuses them too, with the same *httperr.Error, so a server
+// can answer from ProcessMemory alone.
 func TestProcessMemoryErrors(t *testing.T) {
 	valid := encodePNG(t, image.NewGray(image.Rect(0, 0, 30, 30)))
 	jpg := encodeJPEG(t, image.NewGray(image.Rect(0, 0, 30, 30)), 90)
@@ -50,9 +52,9 @@ func TestProcessMemoryErrors(t *testing.T) {
 				}
 				return
 			}
-			var e *Error
-			if !errors.As(err, &e) || e.Code != 415 {
-				t.Errorf("ProcessMemory's error is not a 415 *Error: %#v", err)
+			var e *httperr.Error
+			if !errors.As(err, &e) || e.Status != 415 {
+				t.Errorf("ProcessMemory's error is not a 415 *httperr.Error: %#v", err)
 			}
 			if perr == nil || perr.Error() != err.Error() {
 				t.Errorf("ProcessMemory says %q, Process %v", err, perr)
@@ -120,24 +122,24 @@ func (s fuzzSetup) new(t testing.TB) *Preprocessor {
 func (s fuzzSetup) String() string { return fmt.Sprintf("%+v planar=%v", s.cfg, s.planar) }
 
 // checkProcessMemory compares ProcessMemory with a Process call: the same
-// header errors, every error a 4xx *Error, and an allocation within the
-// bound, less inflate's garbage (only worked out when it matters: it is
+// header errors, every error a 4xx *httperr.Error, and an allocation within
+// the bound, less inflate's garbage (only worked out when it matters: it is
 // the slow part). p should be fresh, with cold pools and caches.
 func checkProcessMemory(t testing.TB, name string, p *Preprocessor, img []byte) {
 	t.Helper()
 	n, merr := p.ProcessMemory(img)
 	alloc, perr := processAlloc(p, img)
 	if perr != nil {
-		var e *Error
-		if !errors.As(perr, &e) || e.Code < 400 || e.Code > 499 {
+		var e *httperr.Error
+		if !errors.As(perr, &e) || e.Status < 400 || e.Status > 499 {
 			t.Fatalf("%s: Process's error has no 4xx status: %#v", name, perr)
 		}
 	}
 	switch {
 	case merr != nil:
-		var e *Error
-		if !errors.As(merr, &e) || e.Code != 415 {
-			t.Fatalf("%s: ProcessMemory's error is not a 415 *Error: %#v", name, merr)
+		var e *httperr.Error
+		if !errors.As(merr, &e) || e.Status != 415 {
+			t.Fatalf("%s: ProcessMemory's error is not a 415 *httperr.Error: %#v", name, merr)
 		}
 		if perr == nil || perr.Error() != merr.Error() {
 			t.Fatalf("%s: ProcessMemory refuses with %q, Process says %v", name, merr, perr)

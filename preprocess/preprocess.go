@@ -2,11 +2,12 @@ package preprocess
 
 import (
 	"encoding/binary"
-	"fmt"
 	"image"
 	"math"
 	"net/http"
 	"sync"
+
+	"github.com/inferd/inferd/httperr"
 )
 
 // Preprocessor turns encoded images into model input rows. It is safe for
@@ -114,11 +115,11 @@ func grow[T any](b []T, n int) []T {
 // the Size x Size centre and writes the row into dst (len(dst) must be
 // RowBytes) in the configured layout and dtype, little-endian.
 //
-// Errors are *Error: 415 wrapping ErrNotImage or ErrTooLarge for images
+// Errors are *httperr.Error: 415 wrapping ErrNotImage or ErrTooLarge for images
 // it cannot take, 500 wrapping ErrDst for a wrong dst.
 func (p *Preprocessor) Process(img []byte, dst []byte) error {
 	if len(dst) != p.rowBytes {
-		return &Error{Code: http.StatusInternalServerError, Err: fmt.Errorf("%w: dst has %d bytes, RowBytes is %d", ErrDst, len(dst), p.rowBytes)}
+		return httperr.Errorf(http.StatusInternalServerError, "%w: dst has %d bytes, RowBytes is %d", ErrDst, len(dst), p.rowBytes)
 	}
 	if turboJPEG && isJPEG(img) {
 		if done, err := p.processTurbo(img, dst); done {

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/inferd/inferd/httperr"
 )
 
 func encodePNG(t testing.TB, m image.Image) []byte {
@@ -507,7 +509,7 @@ func TestRejectsNonImages(t *testing.T) {
 func TestWrongDst(t *testing.T) {
 	p := mustNew(t, Config{Size: 8})
 	err := p.Process(encodePNG(t, image.NewGray(image.Rect(0, 0, 8, 8))), make([]byte, 10))
-	var e *Error
+	var e *httperr.Error
 	if !errors.As(err, &e) || e.StatusCode() != 500 || !errors.Is(err, ErrDst) {
 		t.Fatalf("err = %v, want a 500 wrapping ErrDst", err)
 	}

@@ -28,31 +28,18 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// Config says what to register and where. Zero values take the defaults of
-// config.Register, which this mirrors.
+// Config says what to register and where: the file's Settings (Address
+// the advertised address, empty for the agent's node address) and what the
+// program knows. Zero values take the defaults of Settings.WithDefaults.
 type Config struct {
-	// ConsulAddr is the agent's HTTP address; empty: $CONSUL_HTTP_ADDR, else
-	// 127.0.0.1:8500. The token comes from $CONSUL_HTTP_TOKEN.
-	ConsulAddr string
-	// Service is the service name. Default "inferd".
-	Service string
-	// ID is the instance ID. Default "SERVICE-HOSTNAME-PORT".
-	ID string
-	// Address is the advertised address; empty: the agent's node address.
-	Address string
+	Settings
 	// Port is the advertised port. Required.
 	Port int
-	// Tags and Meta are copied into the registration.
-	Tags []string
+	// Meta is copied into the registration, beside Settings.Tags.
 	Meta map[string]string
 	// CheckURL is the readiness URL the agent polls. Default
 	// http://ADDRESS:PORT/v2/health/ready (127.0.0.1 without an address).
 	CheckURL string
-	// CheckInterval (default 1s), CheckTimeout (default 1s) and
-	// DeregisterAfter (default 1m) tune the agent's HTTP check.
-	CheckInterval, CheckTimeout, DeregisterAfter time.Duration
-	// SyncInterval is how often registration is verified. Default 5s.
-	SyncInterval time.Duration
 	// MaxBackoff caps the retry delay while the agent is unreachable.
 	// Default SyncInterval (at least 1s): retries start at 250ms and double
 	// up to it, so a restarted agent has the replica back within about one
@@ -95,9 +82,7 @@ func New(cfg Config, log *slog.Logger) (*Registrar, error) {
 	if cfg.Port <= 0 {
 		return nil, errors.New("register: port is required")
 	}
-	if cfg.Service == "" {
-		cfg.Service = "inferd"
-	}
+	cfg.Settings = cfg.Settings.WithDefaults()
 	if cfg.ID == "" {
 		host, _ := os.Hostname()
 		cfg.ID = fmt.Sprintf("%s-%s-%d", cfg.Service, host, cfg.Port)
@@ -109,10 +94,6 @@ func New(cfg Config, log *slog.Logger) (*Registrar, error) {
 		}
 		cfg.CheckURL = "http://" + net.JoinHostPort(host, strconv.Itoa(cfg.Port)) + "/v2/health/ready"
 	}
-	cfg.CheckInterval = orDur(cfg.CheckInterval, time.Second)
-	cfg.CheckTimeout = orDur(cfg.CheckTimeout, time.Second)
-	cfg.DeregisterAfter = orDur(cfg.DeregisterAfter, time.Minute)
-	cfg.SyncInterval = orDur(cfg.SyncInterval, 5*time.Second)
 	cfg.MaxBackoff = orDur(cfg.MaxBackoff, max(cfg.SyncInterval, time.Second))
 	if log == nil {
 		log = slog.Default()

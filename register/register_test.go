@@ -154,15 +154,12 @@ func TestRegisterLifecycle(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	r, err := New(Config{
-		ConsulAddr:   "http://" + consul.Addr(),
-		Service:      "inferd-test",
-		Port:         rd.port,
-		Address:      "127.0.0.1",
-		Tags:         []string{"cpu"},
-		Meta:         Meta([]string{"tiny", "big"}, []string{"cpu", "cpu"}, "0.1.0"),
-		SyncInterval: 200 * time.Millisecond,
-		MaxBackoff:   200 * time.Millisecond,
-		Ready:        rd.ready.Load,
+		Settings: Settings{ConsulAddr: "http://" + consul.Addr(), Service: "inferd-test", Address: "127.0.0.1",
+			Tags: []string{"cpu"}, SyncInterval: 200 * time.Millisecond},
+		Port:       rd.port,
+		Meta:       Meta([]string{"tiny", "big"}, []string{"cpu", "cpu"}, "0.1.0"),
+		MaxBackoff: 200 * time.Millisecond,
+		Ready:      rd.ready.Load,
 	}, log)
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +257,7 @@ func TestDeregisterRemoves(t *testing.T) {
 	in := inspect(t, consul)
 	rd := serveReadiness(t)
 	rd.ready.Store(true)
-	r, err := New(Config{ConsulAddr: consul.Addr(), Port: rd.port, ID: "x-1", Ready: rd.ready.Load}, nil)
+	r, err := New(Config{Settings: Settings{ConsulAddr: consul.Addr(), ID: "x-1"}, Port: rd.port, Ready: rd.ready.Load}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +289,7 @@ func TestDeregisterRemoves(t *testing.T) {
 // within its context's deadline.
 func TestDeregisterAgentDown(t *testing.T) {
 	consul := testbed.NewConsul(t) // never started
-	r, err := New(Config{ConsulAddr: consul.Addr(), Port: 9000, ID: "x-2"}, slog.New(slog.DiscardHandler))
+	r, err := New(Config{Settings: Settings{ConsulAddr: consul.Addr(), ID: "x-2"}, Port: 9000}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +335,7 @@ func TestSetMeta(t *testing.T) {
 	in := inspect(t, consul)
 	rd := serveReadiness(t)
 	rd.ready.Store(true)
-	r, err := New(Config{ConsulAddr: consul.Addr(), Port: rd.port, ID: "meta-1", SyncInterval: time.Minute,
+	r, err := New(Config{Settings: Settings{ConsulAddr: consul.Addr(), ID: "meta-1", SyncInterval: time.Minute}, Port: rd.port,
 		Meta: Meta([]string{"a"}, []string{"cpu"}, "v"), Ready: rd.ready.Load}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

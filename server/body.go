@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/inferd/inferd/budget"
+	"github.com/inferd/inferd/httperr"
 )
 
 // Request bodies are streamed (fasthttp's StreamRequestBody): fasthttp
@@ -63,7 +64,7 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, h *budget.Hold, limit int) (
 	switch enc {
 	case "", "identity", "gzip", "x-gzip", "deflate":
 	default:
-		return body{}, errorf(http.StatusUnsupportedMediaType, "Content-Encoding %q is not supported: send gzip, deflate or identity", enc)
+		return body{}, httperr.Errorf(http.StatusUnsupportedMediaType, "Content-Encoding %q is not supported: send gzip, deflate or identity", enc)
 	}
 	cl := ctx.Request.Header.ContentLength()
 	if cl > limit {
@@ -78,9 +79,9 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, h *budget.Hold, limit int) (
 			var t interface{ Timeout() bool }
 			switch {
 			case errors.As(err, &t) && t.Timeout():
-				return body{}, errorf(http.StatusRequestTimeout, "request body not read within server.read_timeout (%s)", s.cfg.Server.ReadTimeout)
-			case statusOf(err) == http.StatusInternalServerError:
-				return body{}, errorf(http.StatusBadRequest, "%v", err)
+				return body{}, httperr.Errorf(http.StatusRequestTimeout, "request body not read within server.read_timeout (%s)", s.cfg.Server.ReadTimeout)
+			case httperr.Status(err) == http.StatusInternalServerError:
+				return body{}, httperr.Errorf(http.StatusBadRequest, "%v", err)
 			}
 			return body{}, err
 		}
@@ -118,7 +119,7 @@ func decompress(b []byte, enc string, h *budget.Hold, limit int) (body, error) {
 			err = zr.Reset(bytes.NewReader(b))
 		}
 		if err != nil {
-			return body{}, errorf(http.StatusBadRequest, "Content-Encoding %s: the body is not gzip data: %v", enc, err)
+			return body{}, httperr.Errorf(http.StatusBadRequest, "Content-Encoding %s: the body is not gzip data: %v", enc, err)
 		}
 		defer gzipReaders.Put(zr)
 		r = zr
@@ -131,7 +132,7 @@ func decompress(b []byte, enc string, h *budget.Hold, limit int) (body, error) {
 			err = zr.(zlib.Resetter).Reset(bytes.NewReader(b), nil)
 		}
 		if err != nil {
-			return body{}, errorf(http.StatusBadRequest, "Content-Encoding deflate: the body is not zlib data: %v", err)
+			return body{}, httperr.Errorf(http.StatusBadRequest, "Content-Encoding deflate: the body is not zlib data: %v", err)
 		}
 		defer zlibReaders.Put(zr)
 		r = zr
@@ -139,8 +140,8 @@ func decompress(b []byte, enc string, h *budget.Hold, limit int) (body, error) {
 	out, err := readLimited(r, h, limit, -1, "the decompressed body", " once decompressed")
 	if err != nil {
 		out.release()
-		if statusOf(err) == http.StatusInternalServerError {
-			return body{}, errorf(http.StatusBadRequest, "Content-Encoding %s: corrupt body: %v", enc, err)
+		if httperr.Status(err) == http.StatusInternalServerError {
+			return body{}, httperr.Errorf(http.StatusBadRequest, "Content-Encoding %s: corrupt body: %v", enc, err)
 		}
 		return body{}, err
 	}
@@ -150,7 +151,7 @@ func decompress(b []byte, enc string, h *budget.Hold, limit int) (body, error) {
 // tooLarge is the 413 of a body over limit bytes; suffix says when
 // (" once decompressed").
 func tooLarge(limit int, suffix string) error {
-	return errorf(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes%s (server.max_body_bytes, or this route's own limit when smaller)", limit, suffix)
+	return httperr.Errorf(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes%s (server.max_body_bytes, or this route's own limit when smaller)", limit, suffix)
 }
 
 // readLimited reads r to its end into a pooled buffer that grows as bytes

@@ -11,6 +11,7 @@ import (
 
 	"github.com/inferd/inferd/budget"
 	"github.com/inferd/inferd/host"
+	"github.com/inferd/inferd/httperr"
 	"github.com/inferd/inferd/kserve"
 )
 
@@ -25,7 +26,7 @@ func (s *Server) classify(ctx *fasthttp.RequestCtx, m *host.Model) {
 	if v := ctx.QueryArgs().Peek("top_k"); v != nil {
 		n, err := strconv.Atoi(string(v))
 		if err != nil || n < 1 || n > maxTopK {
-			writeError(ctx, errorf(http.StatusBadRequest, "top_k %q: want an integer from 1 to %d", v, maxTopK))
+			writeError(ctx, httperr.Errorf(http.StatusBadRequest, "top_k %q: want an integer from 1 to %d", v, maxTopK))
 			return
 		}
 		k = n
@@ -35,13 +36,13 @@ func (s *Server) classify(ctx *fasthttp.RequestCtx, m *host.Model) {
 		writeError(ctx, err)
 		return
 	}
-	b := append(ctx.Response.Body()[:0], `{"model":`...)
+	b := append(ctx.Response.SwapBody(nil)[:0], `{"model":`...)
 	b = kserve.AppendString(b, m.Name)
 	b = append(b, `,"predictions":`...)
 	b = appendPredictions(b, m, preds, true)
 	b = append(b, '}')
 	ctx.SetContentType("application/json")
-	ctx.Response.SetBodyRaw(b)
+	ctx.Response.SwapBody(b)
 }
 
 // recognize serves POST /recognize on the default model: the multipart
@@ -50,12 +51,12 @@ func (s *Server) classify(ctx *fasthttp.RequestCtx, m *host.Model) {
 func (s *Server) recognize(ctx *fasthttp.RequestCtx, name string) {
 	m := s.models.Acquire(name)
 	if m == nil {
-		writeError(ctx, errorf(http.StatusServiceUnavailable, "no model loaded yet"))
+		writeError(ctx, httperr.Errorf(http.StatusServiceUnavailable, "no model loaded yet"))
 		return
 	}
 	defer m.Release()
 	if !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("multipart/form-data")) {
-		writeError(ctx, errorf(http.StatusBadRequest, "want a multipart/form-data body with the image in the field \"image\""))
+		writeError(ctx, httperr.Errorf(http.StatusBadRequest, "want a multipart/form-data body with the image in the field \"image\""))
 		return
 	}
 	preds, err := s.predict(ctx, m, 3)
@@ -63,9 +64,9 @@ func (s *Server) recognize(ctx *fasthttp.RequestCtx, name string) {
 		writeError(ctx, err)
 		return
 	}
-	b := appendPredictions(ctx.Response.Body()[:0], m, preds, false)
+	b := appendPredictions(ctx.Response.SwapBody(nil)[:0], m, preds, false)
 	ctx.SetContentType("application/json")
-	ctx.Response.SetBodyRaw(b)
+	ctx.Response.SwapBody(b)
 }
 
 // appendPredictions appends preds as a JSON array of
@@ -96,15 +97,15 @@ func appendPredictions(b []byte, m *host.Model, preds []host.Class, withIndex bo
 // batcher and returns the top k classes.
 func (s *Server) predict(ctx *fasthttp.RequestCtx, m *host.Model, k int) ([]host.Class, error) {
 	if !m.Ready() {
-		return nil, errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name)
+		return nil, httperr.Errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name)
 	}
 	pre := m.Images()
 	if pre == nil {
-		return nil, errorf(http.StatusBadRequest, "model %q does not take images (inputs: %s); use /v2/models/%s/infer", m.Name, tensorNames(m.Inputs()), m.Name)
+		return nil, httperr.Errorf(http.StatusBadRequest, "model %q does not take images (inputs: %s); use /v2/models/%s/infer", m.Name, tensorNames(m.Inputs()), m.Name)
 	}
 	out := m.Outputs()[0]
 	if out.Datatype != "FP32" || len(out.Shape) != 2 {
-		return nil, errorf(http.StatusBadRequest, "model %q output %q is %s %s, not FP32 [N,classes] scores; use /v2/models/%s/infer", m.Name, out.Name, out.Datatype, shapeString(out.Shape), m.Name)
+		return nil, httperr.Errorf(http.StatusBadRequest, "model %q output %q is %s %s, not FP32 [N,classes] scores; use /v2/models/%s/infer", m.Name, out.Name, out.Datatype, shapeString(out.Shape), m.Name)
 	}
 	// Cheap checks first: a request the queue would refuse costs no body
 	// and no decode.
@@ -152,13 +153,13 @@ const maxMultipartHeaders = 10 << 20
 func imageBody(ctx *fasthttp.RequestCtx, body []byte, h *budget.Hold) ([]byte, error) {
 	if !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("multipart/form-data")) {
 		if len(body) == 0 {
-			return nil, errorf(http.StatusBadRequest, "empty body: send a JPEG or PNG image as the body or in the multipart field \"image\"")
+			return nil, httperr.Errorf(http.StatusBadRequest, "empty body: send a JPEG or PNG image as the body or in the multipart field \"image\"")
 		}
 		return body, nil
 	}
 	boundary := ctx.Request.Header.MultipartFormBoundary()
 	if len(boundary) == 0 {
-		return nil, errorf(http.StatusBadRequest, "multipart/form-data without a boundary parameter")
+		return nil, httperr.Errorf(http.StatusBadRequest, "multipart/form-data without a boundary parameter")
 	}
 	// The part headers mime/multipart copies out are bounded by the body
 	// and by its own 10 MiB header limit: reserved before it reads them.
@@ -169,10 +170,10 @@ func imageBody(ctx *fasthttp.RequestCtx, body []byte, h *budget.Hold) ([]byte, e
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
-			return nil, errorf(http.StatusBadRequest, "multipart body without the field \"image\"")
+			return nil, httperr.Errorf(http.StatusBadRequest, "multipart body without the field \"image\"")
 		}
 		if err != nil {
-			return nil, errorf(http.StatusBadRequest, "malformed multipart body: %v", err)
+			return nil, httperr.Errorf(http.StatusBadRequest, "malformed multipart body: %v", err)
 		}
 		if p.FormName() != "image" {
 			continue
@@ -189,10 +190,10 @@ func imageBody(ctx *fasthttp.RequestCtx, body []byte, h *budget.Hold) ([]byte, e
 				break
 			}
 			if err != nil {
-				return nil, errorf(http.StatusBadRequest, "reading the multipart field \"image\": %v", err)
+				return nil, httperr.Errorf(http.StatusBadRequest, "reading the multipart field \"image\": %v", err)
 			}
 			if len(img) == cap(img) {
-				return nil, errorf(http.StatusBadRequest, "malformed multipart body: the field \"image\" does not end")
+				return nil, httperr.Errorf(http.StatusBadRequest, "malformed multipart body: the field \"image\" does not end")
 			}
 		}
 		return img, nil

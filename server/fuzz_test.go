@@ -10,6 +10,7 @@ import (
 
 	"github.com/inferd/inferd/budget"
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/httperr"
 )
 
 // FuzzDecodeBody: whatever arrives with a Content-Encoding, readBody
@@ -44,8 +45,8 @@ func FuzzDecodeBody(f *testing.F) {
 			t.Fatalf("%d bytes still reserved after release", u)
 		}
 		if err != nil {
-			var e *Error
-			if !errors.As(err, &e) || e.Code < 400 || e.Code > 499 {
+			var e *httperr.Error
+			if !errors.As(err, &e) || e.Status < 400 || e.Status > 499 {
 				t.Fatalf("error %v (%T) is not a 4xx", err, err)
 			}
 			return

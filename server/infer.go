@@ -10,6 +10,7 @@ import (
 
 	"github.com/inferd/inferd/gpu"
 	"github.com/inferd/inferd/host"
+	"github.com/inferd/inferd/httperr"
 	"github.com/inferd/inferd/kserve"
 )
 
@@ -18,14 +19,13 @@ import (
 const headerInferenceLength = "Inference-Header-Content-Length"
 
 // inferState is what one infer request needs besides its job, pooled so a
-// steady stream of requests reuses parsed tensors, the output selection and
-// the response buffer.
+// steady stream of requests reuses parsed tensors and the output
+// selection.
 type inferState struct {
 	req    kserve.InferRequest
 	resp   kserve.InferResponse
 	outIdx []int
 	outBin []bool
-	buf    []byte
 }
 
 var inferStates = sync.Pool{New: func() any { return new(inferState) }}
@@ -33,14 +33,14 @@ var inferStates = sync.Pool{New: func() any { return new(inferState) }}
 // infer serves POST /v2/models/M/infer.
 func (s *Server) infer(ctx *fasthttp.RequestCtx, m *host.Model) {
 	if !m.Ready() {
-		writeError(ctx, errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name))
+		writeError(ctx, httperr.Errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name))
 		return
 	}
 	headerLen := -1
 	if h := ctx.Request.Header.Peek(headerInferenceLength); h != nil {
 		n, err := strconv.Atoi(string(h))
 		if err != nil || n < 0 {
-			writeError(ctx, errorf(http.StatusBadRequest, "%s %q: want a non-negative integer", headerInferenceLength, h))
+			writeError(ctx, httperr.Errorf(http.StatusBadRequest, "%s %q: want a non-negative integer", headerInferenceLength, h))
 			return
 		}
 		headerLen = n
@@ -100,10 +100,11 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *host.Model) {
 		resp.Outputs = append(resp.Outputs, kserve.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: j.OutputShape(oi), Data: j.Output(oi)})
 		resp.BinaryOut = append(resp.BinaryOut, binary[k])
 	}
-	body, hlen := kserve.AppendInferResponse(st.buf[:0], resp)
-	st.buf = body
-	ctx.Response.SetBody(body) // copied into fasthttp's reused buffer
-	clear(resp.Outputs)        // drop references to the job's buffers
+	// Straight into fasthttp's pooled response buffer: SwapBody hands its
+	// bytes over and takes them back, grown as needed, with no copy.
+	body, hlen := kserve.AppendInferResponse(ctx.Response.SwapBody(nil)[:0], resp)
+	ctx.Response.SwapBody(body)
+	clear(resp.Outputs) // drop references to the job's buffers
 	if hlen != len(body) {
 		ctx.Response.Header.Set(headerInferenceLength, strconv.Itoa(hlen))
 		ctx.SetContentType("application/octet-stream")
@@ -132,12 +133,12 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, m *host.Model, j *host.Job) er
 // parseReserve is what parsing an infer body of n bytes may allocate:
 // kserve guarantees at most 4 bytes of tensor per byte of JSON (an FP64 or
 // INT64 element from two characters, "0,") plus 64 KiB; binary tensors are
-// copied out of the body once.
+// read in place.
 func parseReserve(n, headerLen int) int64 {
 	if headerLen < 0 || headerLen > n {
 		headerLen = n
 	}
-	return 4*int64(headerLen) + int64(n-headerLen) + 64<<10
+	return 4*int64(headerLen) + 64<<10
 }
 
 // maxPooledTensors bounds the tensor bytes a pooled inferState keeps: the
@@ -146,11 +147,8 @@ func parseReserve(n, headerLen int) int64 {
 const maxPooledTensors = 4 << 20
 
 func putInferState(st *inferState) {
-	n := cap(st.buf)
-	for _, t := range st.req.Inputs[:cap(st.req.Inputs)] {
-		n += cap(t.Data)
-	}
-	if n <= maxPooledTensors {
+	st.req.Reset() // lets go of the body
+	if st.req.StorageBytes() <= maxPooledTensors {
 		inferStates.Put(st)
 	}
 }
@@ -166,30 +164,30 @@ func checkInputs(m *host.Model, req *kserve.InferRequest) (rows int, err error) 
 	want := m.Inputs()
 	for _, t := range req.Inputs {
 		if !slices.ContainsFunc(want, func(w gpu.TensorInfo) bool { return w.Name == t.Name }) {
-			return 0, errorf(http.StatusBadRequest, "model %q has no input %q (inputs: %s)", m.Name, t.Name, tensorNames(want))
+			return 0, httperr.Errorf(http.StatusBadRequest, "model %q has no input %q (inputs: %s)", m.Name, t.Name, tensorNames(want))
 		}
 	}
 	rows = -1
 	for _, w := range want {
 		i := inputIndex(req, w.Name)
 		if i < 0 {
-			return 0, errorf(http.StatusBadRequest, "input %q is missing (model %q takes %s)", w.Name, m.Name, tensorNames(want))
+			return 0, httperr.Errorf(http.StatusBadRequest, "input %q is missing (model %q takes %s)", w.Name, m.Name, tensorNames(want))
 		}
 		t := &req.Inputs[i]
 		if t.Datatype != w.Datatype {
-			return 0, errorf(http.StatusBadRequest, "input %q: datatype %s, model %q takes %s", w.Name, t.Datatype, m.Name, w.Datatype)
+			return 0, httperr.Errorf(http.StatusBadRequest, "input %q: datatype %s, model %q takes %s", w.Name, t.Datatype, m.Name, w.Datatype)
 		}
 		if len(t.Shape) != len(w.Shape) || !slices.Equal(t.Shape[1:], w.Shape[1:]) {
-			return 0, errorf(http.StatusBadRequest, "input %q: shape %v, model %q takes %s", w.Name, t.Shape, m.Name, shapeString(w.Shape))
+			return 0, httperr.Errorf(http.StatusBadRequest, "input %q: shape %v, model %q takes %s", w.Name, t.Shape, m.Name, shapeString(w.Shape))
 		}
 		n := int(t.Shape[0])
 		if rows >= 0 && n != rows {
-			return 0, errorf(http.StatusBadRequest, "input %q has batch size %d but another input has %d", w.Name, n, rows)
+			return 0, httperr.Errorf(http.StatusBadRequest, "input %q has batch size %d but another input has %d", w.Name, n, rows)
 		}
 		rows = n
 	}
 	if rows < 1 || rows > m.MaxBatch() {
-		return 0, errorf(http.StatusBadRequest, "batch size %d: model %q takes 1 to %d rows per request (max_batch)", rows, m.Name, m.MaxBatch())
+		return 0, httperr.Errorf(http.StatusBadRequest, "batch size %d: model %q takes 1 to %d rows per request (max_batch)", rows, m.Name, m.MaxBatch())
 	}
 	return rows, nil
 }
@@ -207,10 +205,10 @@ func pickOutputs(m *host.Model, req *kserve.InferRequest, idx []int, bin []bool)
 	for _, o := range req.Outputs {
 		i := slices.IndexFunc(all, func(t gpu.TensorInfo) bool { return t.Name == o.Name })
 		if i < 0 {
-			return idx, bin, errorf(http.StatusBadRequest, "model %q has no output %q (outputs: %s)", m.Name, o.Name, tensorNames(all))
+			return idx, bin, httperr.Errorf(http.StatusBadRequest, "model %q has no output %q (outputs: %s)", m.Name, o.Name, tensorNames(all))
 		}
 		if o.ClassCount > 0 {
-			return idx, bin, errorf(http.StatusBadRequest, "output %q: the classification parameter is not supported; use POST /v2/models/%s/classify?top_k=%d", o.Name, m.Name, o.ClassCount)
+			return idx, bin, httperr.Errorf(http.StatusBadRequest, "output %q: the classification parameter is not supported; use POST /v2/models/%s/classify?top_k=%d", o.Name, m.Name, o.ClassCount)
 		}
 		idx = append(idx, i)
 		bin = append(bin, o.Binary || req.BinaryOutput)

@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/inferd/inferd/host"
+	"github.com/inferd/inferd/httperr"
 	"github.com/inferd/inferd/kserve"
 )
 
@@ -42,7 +43,7 @@ func (s *Server) modelMetadata(ctx *fasthttp.RequestCtx, m *host.Model) {
 // name through the JSON encoder (a model name may hold a quote).
 func (s *Server) modelReady(ctx *fasthttp.RequestCtx, m *host.Model) {
 	ready := m.Ready() && !s.draining.Load()
-	b := append(ctx.Response.Body()[:0], `{"name":`...)
+	b := append(ctx.Response.SwapBody(nil)[:0], `{"name":`...)
 	b = kserve.AppendString(b, m.Name)
 	if ready {
 		b = append(b, `,"ready":true}`...)
@@ -52,7 +53,7 @@ func (s *Server) modelReady(ctx *fasthttp.RequestCtx, m *host.Model) {
 		ctx.SetStatusCode(http.StatusServiceUnavailable)
 	}
 	ctx.SetContentType("application/json")
-	ctx.Response.SetBodyRaw(b)
+	ctx.Response.SwapBody(b)
 }
 
 func writeValue(ctx *fasthttp.RequestCtx, v any) {
@@ -93,7 +94,7 @@ func (s *Server) repositoryIndex(ctx *fasthttp.RequestCtx) {
 	}
 	if body := b.b; len(bytes.TrimSpace(body)) > 0 {
 		if err := json.Unmarshal(body, &req); err != nil {
-			writeError(ctx, errorf(http.StatusBadRequest, "repository index request: %v (want {} or {\"ready\": true})", err))
+			writeError(ctx, httperr.Errorf(http.StatusBadRequest, "repository index request: %v (want {} or {\"ready\": true})", err))
 			return
 		}
 	}
@@ -115,5 +116,5 @@ func (s *Server) repositoryIndex(ctx *fasthttp.RequestCtx) {
 // serves the models of its config file (reloaded on SIGHUP), so both are
 // refused, saying so.
 func (s *Server) modelControl(ctx *fasthttp.RequestCtx, name, action []byte) {
-	writeError(ctx, errorf(http.StatusBadRequest, "%s of model %q refused: inferd serves the models its config file lists (%s); change the file and send the replica SIGHUP", action, name, s.modelList()))
+	writeError(ctx, httperr.Errorf(http.StatusBadRequest, "%s of model %q refused: inferd serves the models its config file lists (%s); change the file and send the replica SIGHUP", action, name, s.modelList()))
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/gpu"
 )
 
 // Two models side by side, one taking float32 NCHW rows and one uint8 NHWC
@@ -16,7 +17,7 @@ import (
 // both (the uint8 model gets raw pixels, normalised inside its graph).
 func TestTwoModelsAndUint8Input(t *testing.T) {
 	ts := start(t, tinyConfig(func(c *config.Config) {
-		c.Models = append(c.Models, config.Model{Name: "tiny-u8", Path: "builtin:tiny-uint8", Device: "cpu", Softmax: "auto"})
+		c.Models = append(c.Models, config.Model{Name: "tiny-u8", Options: gpu.Options{Device: "cpu"}, Path: "builtin:tiny-uint8", Softmax: "auto"})
 	}))
 	pixels := make([]int, 2*224*224*3)
 	for i := range pixels {

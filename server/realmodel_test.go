@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/gpu"
 )
 
 // The real pretrained classifier answers the photos with the classes and
@@ -52,10 +53,7 @@ func TestRealModelClassifiesPhotos(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			ts := start(t, tinyConfig(func(c *config.Config) {
-				m := config.Model{
-					Name: "mobilenet", Path: filepath.Join(dir, "mobilenetv2-12-int8.onnx"),
-					Labels: filepath.Join(dir, "synset.txt"), Device: "cpu", Softmax: "auto",
-				}
+				m := config.Model{Name: "mobilenet", Options: gpu.Options{Device: "cpu"}, Path: filepath.Join(dir, "mobilenetv2-12-int8.onnx"), Labels: filepath.Join(dir, "synset.txt"), Softmax: "auto"}
 				m.Preprocess.Resample = mode.resample
 				c.Models = []config.Model{m}
 			}))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/gpu"
 )
 
 // Reload under steady load: a model is added, one is replaced with a new
@@ -17,7 +18,7 @@ import (
 // models are kept as they are; a model that cannot open changes nothing.
 func TestReloadUnderLoad(t *testing.T) {
 	ts := start(t, tinyConfig(func(c *config.Config) {
-		c.Models = append(c.Models, config.Model{Name: "gone", Path: "builtin:tiny", Device: "cpu", MaxBatch: 4, Softmax: "auto"})
+		c.Models = append(c.Models, config.Model{Name: "gone", Options: gpu.Options{Device: "cpu", MaxBatch: 4}, Path: "builtin:tiny", Softmax: "auto"})
 	}))
 	tiny := ts.model("tiny")
 	body := jsonInfer(1, floats(3*224*224, 0.4))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/inferd/inferd/httperr"
 	"github.com/inferd/inferd/kserve"
 )
 
@@ -49,7 +50,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		// it closes to free the reserve.
 		ctx.SetConnectionClose()
 		if p := string(ctx.Path()); p != "/v2/health/live" && p != "/v2/health/ready" && p != "/metrics" {
-			writeError(ctx, errorf(http.StatusServiceUnavailable, "connection over server.max_connections (%d) or max_connections_per_client (%d): only health checks and /metrics are served on it; retry shortly",
+			writeError(ctx, httperr.Errorf(http.StatusServiceUnavailable, "connection over server.max_connections (%d) or max_connections_per_client (%d): only health checks and /metrics are served on it; retry shortly",
 				s.cfg.Server.MaxConnections, s.cfg.Server.MaxConnectionsPerClient))
 			s.stats.inFlight.Dec()
 			s.stats.observe("", epOther, ctx.Response.StatusCode(), time.Since(start))
@@ -95,29 +96,29 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 	}
 	rest, ok := bytes.CutPrefix(path, []byte("/v2/models/"))
 	if !ok {
-		writeError(ctx, errorf(http.StatusNotFound, "no route for %s %s", ctx.Method(), path))
+		writeError(ctx, httperr.Errorf(http.StatusNotFound, "no route for %s %s", ctx.Method(), path))
 		return "", epOther
 	}
 	name, rest, _ := bytes.Cut(rest, []byte("/"))
 	m := s.models.Acquire(string(name))
 	if m == nil {
 		if s.loading.Load() && s.configured(string(name)) {
-			writeError(ctx, errorf(http.StatusServiceUnavailable, "model %q is loading", name))
+			writeError(ctx, httperr.Errorf(http.StatusServiceUnavailable, "model %q is loading", name))
 			return "", epOther
 		}
-		writeError(ctx, errorf(http.StatusNotFound, "unknown model %q (this server has %s)", name, s.modelList()))
+		writeError(ctx, httperr.Errorf(http.StatusNotFound, "unknown model %q (this server has %s)", name, s.modelList()))
 		return "", epOther
 	}
 	defer m.Release()
 	if v, after, ok := bytes.Cut(rest, []byte("/")); ok && string(v) == "versions" {
 		version, tail, _ := bytes.Cut(after, []byte("/"))
 		if string(version) != "1" {
-			writeError(ctx, errorf(http.StatusNotFound, "model %q has no version %q (it has version 1)", m.Name, version))
+			writeError(ctx, httperr.Errorf(http.StatusNotFound, "model %q has no version %q (it has version 1)", m.Name, version))
 			return m.Name, epOther
 		}
 		rest = tail
 	} else if string(rest) == "versions" {
-		writeError(ctx, errorf(http.StatusNotFound, "no route for %s %s", ctx.Method(), path))
+		writeError(ctx, httperr.Errorf(http.StatusNotFound, "no route for %s %s", ctx.Method(), path))
 		return m.Name, epOther
 	}
 	switch string(rest) {
@@ -134,7 +135,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 	case "stats":
 		return m.Name, s.only(ctx, "GET", epMetadata, func(ctx *fasthttp.RequestCtx) { s.modelStatistics(ctx, m) })
 	}
-	writeError(ctx, errorf(http.StatusNotFound, "no route for %s %s", ctx.Method(), path))
+	writeError(ctx, httperr.Errorf(http.StatusNotFound, "no route for %s %s", ctx.Method(), path))
 	return m.Name, epOther
 }
 
@@ -143,7 +144,7 @@ func (s *Server) only(ctx *fasthttp.RequestCtx, method, endpoint string, h fasth
 	got := string(ctx.Method())
 	if got != method && !(method == "GET" && got == "HEAD") {
 		ctx.Response.Header.Set("Allow", method)
-		writeError(ctx, errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s: use %s", got, ctx.Path(), method))
+		writeError(ctx, httperr.Errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s: use %s", got, ctx.Path(), method))
 		return endpoint
 	}
 	if method == "GET" {
@@ -173,10 +174,10 @@ func discardBody(ctx *fasthttp.RequestCtx) error {
 	switch {
 	case n > maxIgnoredBody:
 		ctx.SetConnectionClose()
-		return errorf(http.StatusRequestEntityTooLarge, "%s takes no request body; this one is over %d bytes", ctx.Path(), maxIgnoredBody)
+		return httperr.Errorf(http.StatusRequestEntityTooLarge, "%s takes no request body; this one is over %d bytes", ctx.Path(), maxIgnoredBody)
 	case err != nil && err != io.EOF:
 		ctx.SetConnectionClose()
-		return errorf(http.StatusBadRequest, "reading the request body: %v", err)
+		return httperr.Errorf(http.StatusBadRequest, "reading the request body: %v", err)
 	}
 	return nil
 }
@@ -215,17 +216,17 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		writeError(ctx, errorf(http.StatusRequestEntityTooLarge, "request body exceeds server.max_body_bytes (%d bytes)", s.cfg.Server.MaxBodyBytes))
+		writeError(ctx, httperr.Errorf(http.StatusRequestEntityTooLarge, "request body exceeds server.max_body_bytes (%d bytes)", s.cfg.Server.MaxBodyBytes))
 	case errors.As(err, &te) && te.Timeout():
-		writeError(ctx, errorf(http.StatusRequestTimeout, "request not read within server.read_timeout (%s)", s.cfg.Server.ReadTimeout))
+		writeError(ctx, httperr.Errorf(http.StatusRequestTimeout, "request not read within server.read_timeout (%s)", s.cfg.Server.ReadTimeout))
 	case errors.As(err, &small):
 		if c, ok := ctx.Conn().(*limitedConn); ok && c.inFirstLine() {
-			writeError(ctx, errorf(http.StatusRequestURITooLong, "request line longer than %d bytes: shorten the URL", readBufferSize))
+			writeError(ctx, httperr.Errorf(http.StatusRequestURITooLong, "request line longer than %d bytes: shorten the URL", readBufferSize))
 		} else {
-			writeError(ctx, errorf(http.StatusRequestHeaderFieldsTooLarge, "request headers larger than %d bytes", readBufferSize))
+			writeError(ctx, httperr.Errorf(http.StatusRequestHeaderFieldsTooLarge, "request headers larger than %d bytes", readBufferSize))
 		}
 	default:
-		writeError(ctx, errorf(http.StatusBadRequest, "malformed HTTP/1.1 request: the request line, headers or chunked body could not be parsed"))
+		writeError(ctx, httperr.Errorf(http.StatusBadRequest, "malformed HTTP/1.1 request: the request line, headers or chunked body could not be parsed"))
 	}
 	s.stats.observe("", epOther, ctx.Response.StatusCode(), 0)
 }
@@ -233,7 +234,7 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 // writeError answers err as {"error": "..."} with the status it carries;
 // 503s say when to retry.
 func writeError(ctx *fasthttp.RequestCtx, err error) {
-	code := statusOf(err)
+	code := httperr.Status(err)
 	if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
 		ctx.Response.Header.Set("Retry-After", retryAfter(err))
 	}
@@ -250,13 +251,10 @@ func writeJSON(ctx *fasthttp.RequestCtx, code int, body string) {
 }
 
 // retryAfter is the Retry-After value for err: the whole seconds its
-// RetryAfter method says (rounded up), at least 1.
+// httperr.RetryAfter says (rounded up), at least 1.
 func retryAfter(err error) string {
-	var ra interface{ RetryAfter() time.Duration }
-	if errors.As(err, &ra) {
-		if d := ra.RetryAfter(); d > time.Second {
-			return strconv.Itoa(int((d + time.Second - 1) / time.Second))
-		}
+	if d := httperr.RetryAfter(err); d > time.Second {
+		return strconv.Itoa(int((d + time.Second - 1) / time.Second))
 	}
 	return "1"
 }

@@ -14,7 +14,9 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/inferd/inferd/batcher"
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/gpu"
 )
 
 // BenchmarkHTTPCeiling compares inferd serving the tiny model with
@@ -76,8 +78,7 @@ func BenchmarkResNet50Server(b *testing.B) {
 	needLibrary(b)
 	const clients = 8
 	ts := start(b, tinyConfig(func(c *config.Config) {
-		c.Models[0] = config.Model{Name: "resnet50", Path: "builtin:resnet50", Device: "cpu", MaxBatch: 8, Buckets: []int{1, 2, 4, 8}, Softmax: "auto",
-			Batcher: config.Batcher{MaxDelay: benchDelay()}}
+		c.Models[0] = config.Model{Name: "resnet50", Options: gpu.Options{Device: "cpu", MaxBatch: 8, Buckets: []int{1, 2, 4, 8}}, Path: "builtin:resnet50", Softmax: "auto", Batcher: batcher.Config{MaxDelay: benchDelay()}}
 	}))
 	m := ts.model("resnet50")
 	b.Run("raw-ort-batch8", func(b *testing.B) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/gpu"
 	"github.com/inferd/inferd/kserve"
 )
 
@@ -58,7 +59,7 @@ func TestModelConfigEndpoint(t *testing.T) {
 func TestModelStatistics(t *testing.T) {
 	ts := start(t, tinyConfig(func(c *config.Config) {
 		c.Models[0].Batcher.MaxDelay = 20 * time.Millisecond
-		c.Models = append(c.Models, config.Model{Name: "tiny2", Path: "builtin:tiny", Device: "cpu", MaxBatch: 4, Softmax: "auto"})
+		c.Models = append(c.Models, config.Model{Name: "tiny2", Options: gpu.Options{Device: "cpu", MaxBatch: 4}, Path: "builtin:tiny", Softmax: "auto"})
 	}))
 	before := time.Now()
 	var wg sync.WaitGroup
@@ -143,7 +144,7 @@ func TestModelStatistics(t *testing.T) {
 // with the reason.
 func TestRepositoryIndex(t *testing.T) {
 	ts := start(t, tinyConfig(func(c *config.Config) {
-		c.Models = append(c.Models, config.Model{Name: "tiny2", Path: "builtin:tiny", Device: "cpu", MaxBatch: 4, Softmax: "auto"})
+		c.Models = append(c.Models, config.Model{Name: "tiny2", Options: gpu.Options{Device: "cpu", MaxBatch: 4}, Path: "builtin:tiny", Softmax: "auto"})
 	}))
 	var index []repositoryEntry
 	ts.do(t, "POST", "/v2/repository/index", "application/json", nil).json(t, &index)

@@ -24,6 +24,7 @@ import (
 	"os"
 
 	"github.com/inferd/inferd/gpu"
+	"github.com/inferd/inferd/httperr"
 	"github.com/inferd/inferd/model"
 	"github.com/inferd/inferd/preprocess"
 )
@@ -128,7 +129,7 @@ func (s *service) answer(w http.ResponseWriter, img []byte, k int) {
 	preds, err := s.classify(img, k)
 	if err != nil {
 		code := http.StatusInternalServerError
-		var pe *preprocess.Error
+		var pe *httperr.Error
 		if errors.As(err, &pe) {
 			code = pe.StatusCode()
 		}

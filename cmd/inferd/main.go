@@ -5,7 +5,9 @@
 //	inferd [-config inferd.yaml] [-listen :8000] [-consul ADDR] [-check-config]
 //
 // -check-config reports every problem startup would meet short of opening
-// the models, one line each, and exits 1 (0 and "config ok" when none).
+// the models' sessions (values, flags, the files the config names, the
+// inputs and outputs ONNX Runtime reads in the model files), one line
+// each, and exits 1 (0 and "config ok" when none).
 //
 // With register.enabled (or -consul) the replica registers itself in Consul
 // once its models are loaded and deregisters at the end of its shutdown.
@@ -50,7 +52,7 @@ func run() error {
 	path := flag.String("config", "", "YAML config file (default: none, serve the generated resnet50)")
 	listen := flag.String("listen", "", "listen address, overriding the config's listen (default :8000)")
 	device := flag.String("device", "", "device for every model: auto, cpu or cuda:N, overriding the config")
-	check := flag.Bool("check-config", false, "check the config and flags as startup does, short of opening models (values, and the files it names), print every problem, and exit")
+	check := flag.Bool("check-config", false, "check the config and flags as startup does, short of opening sessions (values, the files it names, the model files' inputs and outputs), print every problem, and exit")
 	consul := flag.String("consul", "", "register in the Consul agent at this HTTP address (turns register.enabled on)")
 	verbose := flag.Bool("v", false, "log debug lines")
 	flag.Parse()
@@ -157,28 +159,18 @@ func newRegistrar(cfg *config.Config, addr string, srv *server.Server, log *slog
 	if rc.Address != "" {
 		host = rc.Address
 	}
-	return register.New(register.Config{
-		ConsulAddr:      rc.ConsulAddr,
-		Service:         rc.Service,
-		ID:              rc.ID,
-		Address:         host,
-		Port:            port,
-		Tags:            rc.Tags,
-		Meta:            modelMeta(srv),
-		CheckInterval:   rc.CheckInterval,
-		CheckTimeout:    rc.CheckTimeout,
-		DeregisterAfter: rc.DeregisterAfter,
-		SyncInterval:    rc.SyncInterval,
-		Ready:           srv.Ready,
-	}, log)
+	rc.Address = host
+	return register.New(register.Config{Settings: rc, Port: port, Meta: modelMeta(srv), Ready: srv.Ready}, log)
 }
 
 // overrides are the command-line flags that override the config file.
 type overrides struct{ listen, consul, device string }
 
 // load reads the config file at path (none: the default), applies the
-// flags, and checks the result as -check-config does: every value, and the
-// files it names. Startup and SIGHUP reloads check the same way.
+// flags, and checks the result as -check-config does: every value, the
+// files it names and what the model files say. Startup and SIGHUP reloads
+// check the same way. A flag with a bad value is said, naming the flag,
+// with every problem of the file; it is not applied.
 func load(path string, fl overrides) (*config.Config, error) {
 	cfg := config.Default()
 	if path != "" {
@@ -187,32 +179,36 @@ func load(path string, fl overrides) (*config.Config, error) {
 			return nil, err
 		}
 	}
-	if err := fl.apply(cfg); err != nil {
-		return nil, err
-	}
-	return cfg, cfg.Check()
+	flagErr := fl.apply(cfg)
+	return cfg, errors.Join(flagErr, cfg.Check())
 }
 
-// apply sets the flags given on cfg; a -device that no model could take is
-// an error naming the flag.
+// apply sets the flags given on cfg. A -listen or -device that the config
+// could not take is an error naming the flag, and leaves the config's
+// value as it was.
 func (o overrides) apply(cfg *config.Config) error {
+	var errs []error
 	if o.listen != "" {
-		cfg.Listen = o.listen
+		if err := config.CheckListen(o.listen); err != nil {
+			errs = append(errs, fmt.Errorf("-%w", err))
+		} else {
+			cfg.Listen = o.listen
+		}
 	}
 	if o.consul != "" {
 		cfg.Register.Enabled = true
 		cfg.Register.ConsulAddr = o.consul
 	}
-	if o.device == "" {
-		return nil
+	if o.device != "" {
+		if err := config.CheckDevice(o.device); err != nil {
+			errs = append(errs, fmt.Errorf("-%w", err))
+		} else {
+			for i := range cfg.Models {
+				cfg.Models[i].Device = o.device
+			}
+		}
 	}
-	if err := config.CheckDevice(o.device); err != nil {
-		return fmt.Errorf("-%w", err)
-	}
-	for i := range cfg.Models {
-		cfg.Models[i].Device = o.device
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // modelMeta is the Consul service meta of the models srv serves.

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -83,6 +84,83 @@ func TestCheckConfig(t *testing.T) {
 	out, err = exec.Command(bin, "-check-config", "-config", "../../configs/inferd.yaml", "-device", "cpu", "-listen", "127.0.0.1:0").CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("config ok: 1 model(s), listen 127.0.0.1:0")) {
 		t.Errorf("shipped config with -device cpu: %v %s", err, out)
+	}
+
+	// Model files are read by ONNX Runtime, loaded once for all of them:
+	// a library that does not load is one line, whatever the number of
+	// files it would have read (a fresh process: nothing loaded yet).
+	dir := t.TempDir()
+	notModel := filepath.Join(dir, "not.onnx")
+	os.WriteFile(notModel, []byte("this is not an ONNX model, just text\n"), 0o644)
+	noLib := filepath.Join(dir, "nolib.yaml")
+	os.WriteFile(noLib, fmt.Appendf(nil, "runtime: {library: %q}\nmodels:\n  - {name: a, path: %q, device: cpu}\n  - {name: b, path: %q, device: cpu}\n",
+		notModel, notModel, notModel), 0o644)
+	out, err = exec.Command(bin, "-check-config", "-config", noLib).CombinedOutput()
+	wantLib := "inferd: " + noLib + ": config: onnx runtime library: cannot load " + notModel + " ("
+	if code := exitCode(err); code != 1 || bytes.Count(out, []byte("\n")) != 1 || !bytes.HasPrefix(out, []byte(wantLib)) || !bytes.HasSuffix(out, []byte("; model files not read\n")) {
+		t.Errorf("-check-config with a library that does not load: exit %d, want 1 and one line %s...; model files not read:\n%s", code, wantLib, out)
+	}
+	testbed.NeedORT(t) // the binary finds it in $INFERD_ORT_LIB
+	notONNX := filepath.Join(dir, "not-onnx.yaml")
+	os.WriteFile(notONNX, fmt.Appendf(nil, "models:\n  - {name: a, path: %q, device: cpu}\n", notModel), 0o644)
+	out, err = exec.Command(bin, "-check-config", "-config", notONNX).CombinedOutput()
+	want := fmt.Sprintf("inferd: %s: config: models[0].path %q: not an ONNX model: onnx runtime says: failed to load model because protobuf parsing failed (37 bytes)\n", notONNX, notModel)
+	if code := exitCode(err); code != 1 || string(out) != want {
+		t.Errorf("-check-config with a file that is no model: exit %d, want 1 and\n%s\nit said\n%s", code, want, out)
+	}
+}
+
+// The flags are applied before the check, so that a config is checked as
+// it will run; a flag with a bad value is said as the flag, with every
+// problem of the file, and is not applied.
+func TestLoadAppliesFlagsFirst(t *testing.T) {
+	autoBuckets := filepath.Join(t.TempDir(), "auto-buckets.yaml")
+	// On auto (cuda first) max_batch defaults to 64: buckets to 8 are wrong
+	// there, right on cpu.
+	os.WriteFile(autoBuckets, []byte("models:\n  - {name: m, path: builtin:tiny, buckets: [1, 2, 4, 8]}\n"), 0o644)
+	const three = "../../config/testdata/three-mistakes.bad.yml"
+	for _, c := range []struct {
+		name string
+		path string
+		fl   overrides
+		want []string // the error's lines; none: it loads
+	}{
+		{"-device makes the buckets right", autoBuckets, overrides{device: "cpu"}, nil},
+		{"without it they are wrong", autoBuckets, overrides{},
+			[]string{autoBuckets + ": config: models[0].buckets [1 2 4 8]: the last must equal max_batch 64"}},
+		{"a bad -device and every mistake of the file", three, overrides{device: "GPU0"}, []string{
+			`-device "GPU0": want auto, cpu or cuda:N`,
+			three + `: config: models[0].device "gpu": want auto, cpu or cuda:N`,
+			three + ": config: models[0].buckets [8 4]: must be strictly ascending",
+			three + `: config: models[1].labels "/nope-synset.txt": no such file or directory`,
+		}},
+		// The listen address is the flag's, not the file's, to blame.
+		{"a bad -listen", "../../configs/inferd.yaml", overrides{listen: "8000"},
+			[]string{`-listen "8000": want HOST:PORT, e.g. :8000`}},
+		{"no file, bad flags", "", overrides{listen: "localhost", device: "gpu"}, []string{
+			`-listen "localhost": want HOST:PORT, e.g. :8000`,
+			`-device "gpu": want auto, cpu or cuda:N`,
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := load(c.path, c.fl)
+			if c.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if want := strings.Join(c.want, "\n"); err == nil || err.Error() != want {
+				t.Errorf("load said\n%v\nwant\n%s", err, want)
+			}
+		})
+	}
+	cfg, err := load("../../configs/inferd.yaml", overrides{listen: "127.0.0.1:0", device: "cpu", consul: "127.0.0.1:8501"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Register; cfg.Listen != "127.0.0.1:0" || cfg.Models[0].Device != "cpu" || !r.Enabled || r.ConsulAddr != "127.0.0.1:8501" {
+		t.Errorf("flags not applied: listen %q, device %q, register %+v", cfg.Listen, cfg.Models[0].Device, r)
 	}
 }
 
