@@ -38,8 +38,10 @@ func TestAttackCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("%v in %q", err, stdout)
 	}
-	if rep.Requests < 39 || rep.Requests > 41 || rep.Success != 1 {
-		t.Errorf("requests %d success %v, want 40 all ok", rep.Requests, rep.Success)
+	// vegeta's pacer sends fewer than 40 when the host is slow (under
+	// -race on two shared cores it has sent 21), never more.
+	if rep.Requests < 10 || rep.Requests > 41 || rep.Success != 1 {
+		t.Errorf("requests %d success %v, want up to 40, all ok", rep.Requests, rep.Success)
 	}
 	f, err := os.Open(results)
 	if err != nil {
