@@ -43,8 +43,10 @@ import (
 //
 //   - next > B: ErrCannotMeetDeadline, RetryAfter next − B, or 0 if own > B
 //     (no retry helps, a longer timeout does);
-//   - wait > B: ErrOverloaded, RetryAfter wait − B (the time the queue
-//     ahead needs, at the measured rate, to drain to where it would fit);
+//   - wait > s·B: ErrOverloaded, RetryAfter wait − s·B (the time the
+//     queue ahead needs, at the measured rate, to drain to where it would
+//     fit), where s is Config.AdmissionShare (0.8: the rest of the budget
+//     is margin for run times that rise after admission);
 //   - QueueCapacity requests already waiting: ErrQueueFull.
 //
 // c is multiplied by 1 + 2·j, where j is the relative mean deviation of
@@ -156,7 +158,7 @@ func (b *Batcher) check(rows, prio int, budget time.Duration, now int64) verdict
 	switch {
 	case p.ok && p.next > int64(budget):
 		return verdict{why: reasonCannotMeet, p: p}
-	case p.ok && p.wait > int64(budget):
+	case p.ok && p.wait > int64(float64(budget)*b.cfg.AdmissionShare):
 		return verdict{why: reasonOverloaded, p: p}
 	case b.depth.Load() >= int64(b.cfg.QueueCapacity):
 		return verdict{why: reasonQueueFull, p: p}
@@ -172,7 +174,7 @@ func (b *Batcher) reject(v verdict, rows int, budget time.Duration) error {
 	case reasonCannotMeet:
 		return cannotMeet(time.Duration(p.next), time.Duration(p.own), budget)
 	case reasonOverloaded:
-		return overloaded(time.Duration(p.wait), budget)
+		return overloaded(time.Duration(p.wait), time.Duration(float64(budget)*b.cfg.AdmissionShare), budget)
 	}
 	if !p.ok {
 		return b.errFull

@@ -162,7 +162,7 @@ func warmFixed(t *testing.T, b *Batcher) {
 func TestAdmitAgreesWithSubmit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// 10ms per batch whatever its size: c = 10ms/8 rows = 1.25ms a row.
-		b := mustNew(t, Config{MaxBatchSize: 8, QueueCapacity: 12, DefaultTimeout: time.Second}, fixedRunner(10*ms), nil)
+		b := mustNew(t, Config{MaxBatchSize: 8, QueueCapacity: 12, DefaultTimeout: time.Second, AdmissionShare: 1}, fixedRunner(10*ms), nil)
 		warmFixed(t, b)
 		var dones []chan struct{}
 		queue := func(n, prio int) {
@@ -305,7 +305,7 @@ func TestColdStart(t *testing.T) {
 func TestSeededAdmission(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		set := metrics.NewSet()
-		cfg := Config{MaxBatchSize: 8, Buckets: []int{1, 2, 4, 8}, DefaultTimeout: time.Second,
+		cfg := Config{MaxBatchSize: 8, Buckets: []int{1, 2, 4, 8}, DefaultTimeout: time.Second, AdmissionShare: 1,
 			BucketRunTimes: []time.Duration{23 * ms, 41 * ms, 77 * ms, 149 * ms}}
 		b, g, dblock := blockRunner(t, cfg, set)
 		// 1 row would take 23ms: a 20ms budget cannot be met.
@@ -340,6 +340,40 @@ func TestSeededAdmission(t *testing.T) {
 		<-dblock
 		b.Close(t.Context())
 	})
+}
+
+// TestAdmissionShare: by default admission fills 0.8 of a request's
+// budget, keeping the rest as margin: the 9th request of TestSeededAdmission
+// (predicted wait 321ms) is refused with a 400ms budget (320ms admissible)
+// and admitted with 402ms; a share outside (0, 1] is refused.
+func TestAdmissionShare(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := Config{MaxBatchSize: 8, Buckets: []int{1, 2, 4, 8}, DefaultTimeout: time.Second,
+			BucketRunTimes: []time.Duration{23 * ms, 41 * ms, 77 * ms, 149 * ms}}
+		b, g, dblock := blockRunner(t, cfg, nil)
+		for range 8 {
+			submitAsync(b, &Request{}, "queued")
+		}
+		synctest.Wait()
+		err := b.Admit(1, 0, 400*ms)
+		if !errors.Is(err, ErrOverloaded) || !strings.Contains(err.Error(), "predicted wait 321ms exceeds 320ms, the share of the request's deadline budget of 400ms") {
+			t.Errorf("400ms budget: %v", err)
+		}
+		if d := httperr.RetryAfter(err); d != ms {
+			t.Errorf("RetryAfter %v, want 1ms (321 - 320)", d)
+		}
+		if err := b.Admit(1, 0, 402*ms); err != nil {
+			t.Errorf("402ms budget: %v", err)
+		}
+		close(g.release)
+		<-dblock
+		b.Close(t.Context())
+	})
+	for _, share := range []float64{-0.1, 1.5} {
+		if err := (Config{AdmissionShare: share}).Validate(); err == nil || !strings.Contains(err.Error(), "admission_share") {
+			t.Errorf("share %v: %v", share, err)
+		}
+	}
 }
 
 // TestMeasuredRunTimes: a completed batch replaces its bucket's seed, and

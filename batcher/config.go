@@ -97,6 +97,16 @@ type Config struct {
 	// lower ones (their requests then time out).
 	Priorities int `yaml:"priorities"`
 
+	// AdmissionShare is the share of a request's deadline budget that
+	// admission fills: a request is admitted while its predicted wait fits
+	// AdmissionShare × its budget. Default 0.8. The rest is margin for run
+	// times that rise after a request was admitted (other work arriving on
+	// the host, a neighbour on the GPU), which a prediction from measured
+	// times cannot see coming. Under overload it costs no throughput (the
+	// queue stays full either way), only queue depth; 1 fills the whole
+	// budget, for a device whose run times do not move.
+	AdmissionShare float64 `yaml:"admission_share"`
+
 	// BucketRunTimes optionally seeds admission with how long one batch
 	// takes at each bucket, in the order of Buckets (one entry per bucket; 0
 	// means not known), as the server measures them at warm-up. Default
@@ -195,6 +205,12 @@ func (c Config) withDefaults() (Config, error) {
 		bad("priorities %d: must be <= %d", c.Priorities, maxPriorities)
 	case c.Priorities == 0:
 		c.Priorities = 2
+	}
+	switch {
+	case c.AdmissionShare < 0 || c.AdmissionShare > 1:
+		bad("admission_share %v: want a share of the deadline budget, above 0 and at most 1", c.AdmissionShare)
+	case c.AdmissionShare == 0:
+		c.AdmissionShare = 0.8
 	}
 	if n := len(c.BucketRunTimes); n > 0 {
 		if n != len(c.Buckets) {

@@ -101,14 +101,14 @@ func TestConfigDefaults(t *testing.T) {
 		want Config
 	}{
 		// Everything defaults.
-		{"zero", Config{}, Config{MaxBatchSize: 64, Buckets: []int{1, 2, 4, 8, 16, 32, 64}, QueueCapacity: 1024, DefaultTimeout: 30 * time.Second, InFlight: 1, Priorities: 2}},
+		{"zero", Config{}, Config{MaxBatchSize: 64, Buckets: []int{1, 2, 4, 8, 16, 32, 64}, QueueCapacity: 1024, DefaultTimeout: 30 * time.Second, InFlight: 1, Priorities: 2, AdmissionShare: 0.8}},
 		// A batch size that is not a power of two is the last bucket.
-		{"max 48", Config{MaxBatchSize: 48}, Config{MaxBatchSize: 48, Buckets: []int{1, 2, 4, 8, 16, 32, 48}, QueueCapacity: 1024, DefaultTimeout: 30 * time.Second, InFlight: 1, Priorities: 2}},
+		{"max 48", Config{MaxBatchSize: 48}, Config{MaxBatchSize: 48, Buckets: []int{1, 2, 4, 8, 16, 32, 48}, QueueCapacity: 1024, DefaultTimeout: 30 * time.Second, InFlight: 1, Priorities: 2, AdmissionShare: 0.8}},
 		// Buckets without a batch size: the batch size is the last bucket.
-		{"buckets", Config{Buckets: []int{3, 7, 12}}, Config{MaxBatchSize: 12, Buckets: []int{3, 7, 12}, QueueCapacity: 1024, DefaultTimeout: 30 * time.Second, InFlight: 1, Priorities: 2}},
+		{"buckets", Config{Buckets: []int{3, 7, 12}}, Config{MaxBatchSize: 12, Buckets: []int{3, 7, 12}, QueueCapacity: 1024, DefaultTimeout: 30 * time.Second, InFlight: 1, Priorities: 2, AdmissionShare: 0.8}},
 		// Set values are kept.
-		{"explicit", Config{MaxBatchSize: 1, MaxDelay: ms, LatencyTarget: 9 * ms, QueueCapacity: 3, DefaultTimeout: time.Second, InFlight: 4, Priorities: 5},
-			Config{MaxBatchSize: 1, Buckets: []int{1}, MaxDelay: ms, LatencyTarget: 9 * ms, QueueCapacity: 3, DefaultTimeout: time.Second, InFlight: 4, Priorities: 5}},
+		{"explicit", Config{MaxBatchSize: 1, MaxDelay: ms, LatencyTarget: 9 * ms, QueueCapacity: 3, DefaultTimeout: time.Second, InFlight: 4, Priorities: 5, AdmissionShare: 1},
+			Config{MaxBatchSize: 1, Buckets: []int{1}, MaxDelay: ms, LatencyTarget: 9 * ms, QueueCapacity: 3, DefaultTimeout: time.Second, InFlight: 4, Priorities: 5, AdmissionShare: 1}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

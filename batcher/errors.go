@@ -115,10 +115,15 @@ func newQueueFull(capacity int, retry time.Duration) error {
 }
 
 // overloaded builds an ErrOverloaded instance.
-func overloaded(wait, budget time.Duration) error {
-	return newInstance(ErrOverloaded, http.StatusServiceUnavailable, wait-budget, nil,
-		fmt.Sprintf("batcher: overloaded: predicted wait %v exceeds the request's deadline budget of %v; retry later or add replicas",
-			roundDur(wait), roundDur(budget)))
+func overloaded(wait, limit, budget time.Duration) error {
+	if limit >= budget {
+		return newInstance(ErrOverloaded, http.StatusServiceUnavailable, wait-budget, nil,
+			fmt.Sprintf("batcher: overloaded: predicted wait %v exceeds the request's deadline budget of %v; retry later or add replicas",
+				roundDur(wait), roundDur(budget)))
+	}
+	return newInstance(ErrOverloaded, http.StatusServiceUnavailable, wait-limit, nil,
+		fmt.Sprintf("batcher: overloaded: predicted wait %v exceeds %v, the share of the request's deadline budget of %v that admission fills (admission_share); retry later or add replicas",
+			roundDur(wait), roundDur(limit), roundDur(budget)))
 }
 
 // cannotMeet builds an ErrCannotMeetDeadline instance for a request whose

@@ -34,7 +34,7 @@ func TestErrors(t *testing.T) {
 		{"overloaded sentinel", ErrOverloaded, ErrOverloaded, 503, "batcher: overloaded", nil, 0},
 		// Overload names the prediction, the budget and what to do, and
 		// says when to retry: when the queue will have drained enough.
-		{"overloaded", overloaded(12345678901*time.Nanosecond, 5*time.Second), ErrOverloaded, 503,
+		{"overloaded", overloaded(12345678901*time.Nanosecond, 5*time.Second, 5*time.Second), ErrOverloaded, 503,
 			"batcher: overloaded: predicted wait 12.3s exceeds the request's deadline budget of 5s; retry later or add replicas", nil, 7345678901},
 		// A budget shorter than the request's own run: no retry helps.
 		{"cannot meet, too short", cannotMeet(160*time.Millisecond, 149*time.Millisecond, 100*time.Millisecond), ErrCannotMeetDeadline, 503,

@@ -223,7 +223,7 @@ func TestAdaptiveSheds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		set := metrics.NewSet()
 		g := newGate()
-		b := mustNew(t, Config{LatencyTarget: 50 * ms}, RunnerFunc(func(bt *Batch) error {
+		b := mustNew(t, Config{LatencyTarget: 50 * ms, AdmissionShare: 1}, RunnerFunc(func(bt *Batch) error {
 			g.add(bt)
 			time.Sleep(5 * ms)
 			return nil
@@ -277,7 +277,7 @@ func TestAdaptiveSheds(t *testing.T) {
 func TestAdaptiveTrimsToBucket(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGate()
-		b := mustNew(t, Config{Buckets: []int{1, 4, 8}, LatencyTarget: 100 * ms}, RunnerFunc(func(bt *Batch) error {
+		b := mustNew(t, Config{Buckets: []int{1, 4, 8}, LatencyTarget: 100 * ms, AdmissionShare: 1}, RunnerFunc(func(bt *Batch) error {
 			g.Run(bt)
 			time.Sleep(time.Duration(1000+200*bt.Bucket) * time.Microsecond)
 			return nil
@@ -316,7 +316,7 @@ func TestAdaptiveTrimsToBucket(t *testing.T) {
 func TestAdaptiveDropsLate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGate()
-		b := mustNew(t, Config{MaxBatchSize: 1, LatencyTarget: 50 * ms}, RunnerFunc(func(bt *Batch) error {
+		b := mustNew(t, Config{MaxBatchSize: 1, LatencyTarget: 50 * ms, AdmissionShare: 1}, RunnerFunc(func(bt *Batch) error {
 			g.add(bt)
 			time.Sleep(5 * ms)
 			return nil
