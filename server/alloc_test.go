@@ -30,7 +30,7 @@ func TestInferAllocations(t *testing.T) {
 		}
 	})
 	t.Logf("%.1f allocations per binary infer request on the server path", allocs)
-	if allocs > 8 {
-		t.Errorf("%.1f allocations per request; budget 8", allocs)
+	if allocs > 6 {
+		t.Errorf("%.1f allocations per request; budget 6", allocs)
 	}
 }
