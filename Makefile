@@ -40,10 +40,13 @@ vet:
 test: GPU = 1
 test: export INFERD_REQUIRE_TOOLS = 1
 test: setup vet
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v /attack)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /attack -e /bench/gpu)
 	@# The attack suite measures a real server's memory and its shedding
 	@# under overload: it runs alone, not beside other packages' tests.
 	$(GO) test -count=1 ./attack/
+	@# The GPU visit's packing and its dry run on this CPU (bench/gpu): a
+	@# heavy build, kept apart from the timing-sensitive suites.
+	$(GO) test -count=1 ./bench/gpu/...
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 -tags nojpegturbo ./preprocess/
 	$(MAKE) --no-print-directory fuzz

@@ -7,11 +7,11 @@
 #   bin.tar.xz   inferd, loadtest and gpu.test (go test -c ./gpu/)
 #   scripts/     visit.sh, visit.py, README.md
 #   MANIFEST     what was built from what, the proof, sha256 sums
-# xz, because it is what brings the pack under the limit (gzip: 74 MiB);
-# the host reads it with python3's lzma, no xz command needed.
+# xz, because it is what brings the pack under the limit (52 MiB; gzip -9
+# of the same: 68 MiB); the host reads it with python3's lzma, no xz needed.
 #
-#   bench/gpu/prepare.sh              about 2 minutes the first time, then
-#                                     about 1 (the reduced runtime is cached)
+#   bench/gpu/prepare.sh              about 4 minutes the first time, then
+#                                     under 1 (the reduced runtime is cached)
 #   ARCH=80 bench/gpu/prepare.sh      another GPU's code (80: A100)
 #   RELAY=1 bench/gpu/prepare.sh      the fallback: the whole provider in
 #                                     pieces (.gpu/c1..c4), the pack without it
@@ -77,7 +77,7 @@ if [ -n "${RELAY:-}" ]; then
 	ls .gpu/c1/ort.tar.xz.* >/dev/null 2>&1 || { "$stage" && mkdir -p "$PACK/scripts"; }
 else
 	# The runtime, reduced, is cached by everything that goes into it.
-	key=$(cat bench/gpu/fatbin/*.go bench/gpu/check-provider.py | sha256sum | cut -c1-12)-${core_sum:0:8}-${cuda_sum:0:8}-sm$ARCH
+	key=$(cat bench/gpu/fatbin/fatbin.go bench/gpu/fatbin/main.go bench/gpu/check-provider.py | sha256sum | cut -c1-12)-${core_sum:0:8}-${cuda_sum:0:8}-sm$ARCH
 	ortxz=$cache/visit/ort-$key.tar.xz
 	if [ ! -f "$ortxz" ] || [ ! -f "$ortxz.check" ]; then
 		fetch "$core_pkg" "$core_tgz" "$core_sum"
@@ -101,6 +101,8 @@ else
 		mv "$work/check.txt" "$ortxz.check"
 		mv "$ortxz.tmp" "$ortxz"
 		rm -rf "$work/ort"
+		# Earlier builds for this architecture are stale now.
+		find "$cache/visit" -name "ort-*-sm$ARCH.tar.xz*" ! -name "ort-$key.tar.xz*" -delete
 	fi
 	cp "$ortxz" "$PACK/ort.tar.xz"
 	cat "$ortxz.check" >&2

@@ -183,9 +183,10 @@ else
 	py providers "$details" "tiny on cpu" CPUExecutionProvider --strict "$details"/profile-smoke*.json ||
 		smoke_fail "some nodes of the tiny model did not run on the CPU provider"
 fi
-py record "$details" smoke result passed "" "in $((SECONDS - smoke_end + 60)) s"
-py meta "$details" "smoke=passed in $((SECONDS - smoke_end + 60)) s"
-echo "smoke: passed in $((SECONDS - smoke_end + 60)) s"
+took=$((SECONDS - smoke_end + 60))
+py record "$details" smoke result passed "" "in $took s"
+py meta "$details" "smoke=passed in $took s"
+echo "smoke: passed in $took s"
 t0=$SECONDS # the budget counts from here
 
 # ---------------------------------------------------------------- torch
