@@ -1,6 +1,7 @@
 package host
 
 import (
+	"sync"
 	"time"
 
 	"github.com/inferd/inferd/batcher"
@@ -99,9 +100,13 @@ func grow(b []byte, n int) []byte {
 }
 
 // runner runs batches on the model's sessions: it copies each request's
-// rows into the lease's input tensors at consecutive offsets, runs, and
-// copies each request's output rows back.
-type runner struct{ m *Model }
+// rows into the lease's input tensors at consecutive offsets (stage:
+// spread over the CPUs for large batches), runs, and copies each
+// request's output rows back. There is one runner per session instance.
+type runner struct {
+	m    *Model
+	srcs sync.Pool // *[][]byte: the pieces of one input, reused (Run runs on InFlight goroutines)
+}
 
 var _ batcher.Runner = (*runner)(nil)
 
@@ -115,20 +120,26 @@ func (r *runner) Run(b *batcher.Batch) error {
 		return err
 	}
 	defer l.Release()
-	row := 0
-	for _, rq := range b.Requests {
-		j := rq.Payload.(*Job)
-		for i, rb := range m.inBytes {
-			copy(l.Input(i)[row*rb:], j.in[i])
-		}
-		row += j.rows
+	sp, _ := r.srcs.Get().(*[][]byte)
+	if sp == nil {
+		sp = new([][]byte)
 	}
+	for i := range m.inBytes {
+		srcs := (*sp)[:0]
+		for _, rq := range b.Requests {
+			srcs = append(srcs, rq.Payload.(*Job).in[i])
+		}
+		stage(l.Input(i), srcs)
+		clear(srcs)
+		*sp = srcs[:0]
+	}
+	r.srcs.Put(sp)
 	t.inputDone = time.Now()
 	if err := l.Run(); err != nil {
 		return err
 	}
 	t.inferDone = time.Now()
-	row = 0
+	row := 0
 	for _, rq := range b.Requests {
 		j := rq.Payload.(*Job)
 		for i, rb := range m.outBytes {
