@@ -19,7 +19,7 @@ const (
 	// Classify posts an encoded image to /v2/models/M/classify.
 	Classify Endpoint = "classify"
 	// Recognize posts an image as the multipart field "image" to
-	// /recognize (the server's default model).
+	// /recognize, which the server's first model answers.
 	Recognize Endpoint = "recognize"
 	// InferJSON posts a KServe v2 JSON request to /v2/models/M/infer.
 	InferJSON Endpoint = "infer-json"
@@ -49,7 +49,10 @@ type Config struct {
 	// URL is the server's base URL, e.g. http://127.0.0.1:8000.
 	URL string
 	// Model is the model name; its metadata (GET /v2/models/Model) gives
-	// the input shapes and proves it exists.
+	// the input shapes and proves it exists. Recognize takes no model in
+	// its path: the server answers it with its first model (config order,
+	// the first of POST /v2/repository/index), whose figures are then the
+	// server view. Leave Model empty for it; set, it must name that model.
 	Model string
 	// Endpoint is what each request hits; default Classify.
 	Endpoint Endpoint
@@ -83,9 +86,14 @@ type Config struct {
 	// MaxWorkers caps an open loop's concurrent requests; default 1024.
 	MaxWorkers int
 
-	// Output, when set, receives the raw results in vegeta's gob encoding.
+	// Output, when set, receives the raw results in vegeta's gob encoding:
+	// one gob stream for a Run, a Sweep or a FindSLO, however many
+	// attacks they make, so `vegeta report`, `plot` and `encode` read it
+	// whole. Each attack's results carry its Mode as vegeta's attack name;
+	// a repeat of a mode is named "MODE #2", "MODE #3" and so on.
 	Output io.Writer
-	// Plot, when set, receives an HTML latency plot of the run.
+	// Plot, when set, receives vegeta's HTML latency plot of the run, or
+	// of a Sweep or FindSLO with a series per attack, written at the end.
 	Plot io.Writer
 	// Progress, when set, receives a progress line (rewritten with \r)
 	// about once a second; callers pass os.Stderr only when it is a

@@ -42,9 +42,8 @@ func (r *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(tw, "Server compute\t[mean, 50, 99]\t%s, %s, %s\n", round(s.ComputeMean), round(s.ComputeP50), round(s.ComputeP99))
 		}
 		fmt.Fprintf(tw, "Server rejected\t[reason:count]\t%s\n", joinCounts(s.Rejected, "%s:%.0f"))
-		if r.Requests > 0 && s.Requests < 0.9*float64(r.Requests) {
-			fmt.Fprintf(tw, "Server note\t\tthe server counted %.0f%% of the requests: behind a load balancer the view is one replica's\n",
-				100*s.Requests/float64(r.Requests))
+		if note := r.serverNote(); note != "" {
+			fmt.Fprintf(tw, "Server note\t\t%s\n", note)
 		}
 	} else if r.ServerError != "" {
 		fmt.Fprintf(tw, "Server\t\tno view: %s\n", r.ServerError)
@@ -59,6 +58,22 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	return err
+}
+
+// serverNote says why the server view counted fewer requests than the
+// server answered, when it did: "" when it counted 90% or more. Requests
+// without an answer (status 0) never reached a server and are left out.
+func (r *Report) serverNote() string {
+	answered := float64(r.Requests) - float64(r.StatusCodes["0"])
+	s := r.Server
+	if s == nil || answered <= 0 || s.Requests >= 0.9*answered {
+		return ""
+	}
+	share := 100 * s.Requests / answered
+	if r.Replicas > 1 {
+		return fmt.Sprintf("%d replicas answered (%s) and the view is one replica's: it counted %.0f%% of the answers", r.Replicas, replicaHeader, share)
+	}
+	return fmt.Sprintf("the server view counted %.0f%% of the answers: other servers (a load balancer's other replicas?) answered the rest", share)
 }
 
 func perRequest(total, n uint64) float64 {

@@ -60,16 +60,34 @@ func TestFormatsParseBack(t *testing.T) {
 			if !strings.Contains(out, "100.00%") || !strings.Contains(out, "200:") || strings.Contains(out, "Server note") {
 				t.Errorf("text:\n%s", out)
 			}
-			// A view that saw a third of the requests (one replica of three
-			// behind HAProxy) says so.
+			// A view that saw a third of the answers says so, and says
+			// it is one replica's when the answers name three (HAProxy
+			// spreading the load); answers that never came (status 0)
+			// are not counted against it.
 			part := *rep
 			view := *rep.Server
 			view.Requests = float64(rep.Requests) / 3
 			part.Server = &view
+			for _, tt := range []struct {
+				replicas int
+				want     string
+			}{
+				{1, "the server view counted 33% of the answers: other servers"},
+				{3, "3 replicas answered (X-Inferd-Replica) and the view is one replica's: it counted 33%"},
+			} {
+				part.Replicas = tt.replicas
+				var b bytes.Buffer
+				part.WriteText(&b)
+				if !strings.Contains(b.String(), "Server note") || !strings.Contains(b.String(), tt.want) {
+					t.Errorf("%d replicas, a third of the answers counted: want note %q in\n%s", tt.replicas, tt.want, b.String())
+				}
+			}
+			part.Replicas = 1
+			part.StatusCodes = map[string]int{"0": int(rep.Requests) - int(view.Requests), "200": int(view.Requests)}
 			var b bytes.Buffer
 			part.WriteText(&b)
-			if !strings.Contains(b.String(), "Server note") || !strings.Contains(b.String(), "33%") {
-				t.Errorf("a one-replica view without its note:\n%s", b.String())
+			if strings.Contains(b.String(), "Server note") {
+				t.Errorf("a note although the server counted every answer:\n%s", b.String())
 			}
 		}},
 	}

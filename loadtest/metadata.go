@@ -23,11 +23,24 @@ var probeClient = &http.Client{Timeout: probeTimeout}
 
 // get fetches base+path, failing on a non-200 answer with its body.
 func get(ctx context.Context, base, path string) ([]byte, error) {
+	return probe(ctx, http.MethodGet, base, path, "")
+}
+
+// probe sends method to base+path with a JSON body (none when empty),
+// failing on a non-200 answer with its body.
+func probe(ctx context.Context, method, base, path, body string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+path, nil)
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, rd)
 	if err != nil {
 		return nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := probeClient.Do(req)
 	if err != nil {
@@ -38,21 +51,22 @@ func get(ctx context.Context, base, path string) ([]byte, error) {
 		return nil, fmt.Errorf("target %s unreachable: %w", base, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s%s: %w", base, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return body, &statusError{code: resp.StatusCode, path: path, body: strings.TrimSpace(string(body))}
+		return b, &statusError{code: resp.StatusCode, method: method, path: path, body: strings.TrimSpace(string(b))}
 	}
-	return body, nil
+	return b, nil
 }
 
 // statusError is a non-200 answer to a probe.
 type statusError struct {
-	code int
-	path string
-	body string
+	code   int
+	method string
+	path   string
+	body   string
 }
 
 func (e *statusError) Error() string {
@@ -64,7 +78,33 @@ func (e *statusError) Error() string {
 	if len(msg) > 200 {
 		msg = msg[:200] + "..."
 	}
-	return fmt.Sprintf("GET %s: %d %s: %s", e.path, e.code, http.StatusText(e.code), msg)
+	return fmt.Sprintf("%s %s: %d %s: %s", e.method, e.path, e.code, http.StatusText(e.code), msg)
+}
+
+// recognizeModel returns the model that answers /recognize on base: the
+// server's first, as its repository index lists them (config order).
+// want, when not empty, must be that model: /recognize takes no model, so
+// any other would be a load on one model and a server view of another.
+func recognizeModel(ctx context.Context, base, want string) (string, error) {
+	body, err := probe(ctx, http.MethodPost, base, "/v2/repository/index", "{}")
+	if err != nil {
+		return "", fmt.Errorf("the model of /recognize (the server's first): %w", err)
+	}
+	var index []struct{ Name, State, Reason string }
+	if err := json.Unmarshal(body, &index); err != nil {
+		return "", fmt.Errorf("the model of /recognize: repository index from %s: %w", base, err)
+	}
+	if len(index) == 0 {
+		return "", fmt.Errorf("the model of /recognize: %s serves no model", base)
+	}
+	first := index[0]
+	switch {
+	case want != "" && want != first.Name:
+		return "", fmt.Errorf("/recognize on %s is answered by its first model %q, not %q: leave the model out, or use the classify endpoint for %q", base, first.Name, want, want)
+	case first.State != "READY":
+		return "", fmt.Errorf("/recognize on %s: its first model %q is %s %s", base, first.Name, first.State, first.Reason)
+	}
+	return first.Name, nil
 }
 
 // fetchMetadata reads the model's metadata, naming the model when the

@@ -44,6 +44,10 @@ type Report struct {
 	StatusCodes map[string]int `json:"status_codes"`
 	// Errors are the distinct errors seen.
 	Errors []string `json:"errors"`
+	// Replicas is how many inferd replicas answered: the distinct values
+	// of the X-Inferd-Replica header (0 from servers without it). Over 1,
+	// the target is a load balancer and the server view is one replica's.
+	Replicas int `json:"replicas"`
 
 	// Server is the server's view of the run; nil when its metrics could
 	// not be read, ServerError saying why.

@@ -2,13 +2,17 @@ package loadtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
-	"github.com/tsenart/vegeta/v12/lib/plot"
 )
+
+// replicaHeader names the inferd replica that answered; counting its
+// values tells a view of one replica from a view of the whole load.
+const replicaHeader = "X-Inferd-Replica"
 
 // Run checks the configuration, reads the model's metadata from the server,
 // sends the load and returns the report. Bad configuration, an unreachable
@@ -18,11 +22,16 @@ func (c Config) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.attack(ctx, p.cfg)
+	rep, err := p.attack(ctx, p.cfg)
+	if rep != nil {
+		// An interrupted run still has results to plot.
+		err = errors.Join(err, p.finish())
+	}
+	return rep, err
 }
 
-// attack runs one attack with cfg's load shape and sinks; the targets are
-// the plan's.
+// attack runs one attack with cfg's load shape; the targets and the sinks
+// (results file, plot) are the plan's.
 func (p *plan) attack(ctx context.Context, cfg Config) (*Report, error) {
 	pacer, workers, maxWorkers := cfg.pacer()
 	atk := vegeta.NewAttacker(
@@ -41,29 +50,25 @@ func (p *plan) attack(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	var (
-		metrics vegeta.Metrics
-		enc     vegeta.Encoder
-		plt     *plot.Plot
-		prog    = newProgress(cfg.Progress, cfg.Duration)
+		metrics  vegeta.Metrics
+		prog     = newProgress(cfg.Progress, cfg.Duration)
+		replicas = map[string]struct{}{}
 	)
-	if cfg.Output != nil {
-		enc = vegeta.NewEncoder(cfg.Output)
-	}
-	if cfg.Plot != nil {
-		plt = plot.New(plot.Title("loadtest "+cfg.mode()+" "+cfg.target()), plot.Downsample(4000), plot.Label(plot.ErrorLabeler))
-	}
-	results := atk.Attack(p.targeter, pacer, cfg.Duration, cfg.mode())
+	results := atk.Attack(p.targeter, pacer, cfg.Duration, p.attackName(cfg.mode()))
 	stop := context.AfterFunc(ctx, func() { atk.Stop() })
 	defer stop()
 	var sinkErr error
 	for r := range results {
 		metrics.Add(r)
 		prog.add(r)
-		if enc != nil && sinkErr == nil {
-			sinkErr = enc.Encode(r)
+		if id := r.Headers.Get(replicaHeader); id != "" {
+			replicas[id] = struct{}{}
 		}
-		if plt != nil && sinkErr == nil {
-			sinkErr = plt.Add(r)
+		if p.enc != nil && sinkErr == nil {
+			sinkErr = p.enc.Encode(r)
+		}
+		if p.plot != nil && sinkErr == nil {
+			sinkErr = p.plot.Add(r)
 		}
 	}
 	metrics.Close()
@@ -71,13 +76,8 @@ func (p *plan) attack(ctx context.Context, cfg Config) (*Report, error) {
 	if sinkErr != nil {
 		return nil, fmt.Errorf("writing results: %w", sinkErr)
 	}
-	if plt != nil {
-		plt.Close()
-		if _, err := plt.WriteTo(cfg.Plot); err != nil {
-			return nil, fmt.Errorf("writing plot: %w", err)
-		}
-	}
 	rep := newReport(cfg, &metrics)
+	rep.Replicas = len(replicas)
 	if !cfg.NoServerMetrics {
 		if scrapeErr == nil {
 			var after serverSnapshot
@@ -120,7 +120,7 @@ func (c Config) pacer() (vegeta.Pacer, uint64, uint64) {
 // target names what is hit, for titles and reports.
 func (c Config) target() string {
 	if c.Endpoint == Recognize {
-		return c.URL + " recognize"
+		return c.URL + " recognize (model " + c.Model + ")"
 	}
 	return c.URL + " " + c.Model + " " + string(c.Endpoint)
 }

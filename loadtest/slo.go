@@ -132,7 +132,7 @@ func FindSLO(ctx context.Context, cfg Config, slo SLO, each func(Trial)) (*SLORe
 		}
 		return t.Pass, nil
 	}
-	return res, search(slo, measure)
+	return res, errors.Join(search(slo, measure), p.finish())
 }
 
 // search runs the rate search with measure saying whether a rate passes.

@@ -12,7 +12,9 @@ import (
 // Sweep runs cfg once per point: each a rate when byConcurrency is false,
 // else a concurrency; every other field is cfg's. It calls each with every
 // report as it is made and stops at the first error. The server's metadata
-// is read once.
+// is read once. cfg.Output receives one gob stream holding every point's
+// results, each point under its own attack name (its Report's Mode), and
+// cfg.Plot one plot with a series per point.
 func Sweep(ctx context.Context, cfg Config, points []float64, byConcurrency bool, each func(*Report) error) error {
 	if len(points) == 0 {
 		return errors.New("sweep: no points")
@@ -30,6 +32,10 @@ func Sweep(ctx context.Context, cfg Config, points []float64, byConcurrency bool
 	if err != nil {
 		return err
 	}
+	return errors.Join(p.sweep(ctx, points, byConcurrency, each), p.finish())
+}
+
+func (p *plan) sweep(ctx context.Context, points []float64, byConcurrency bool, each func(*Report) error) error {
 	for _, pt := range points {
 		c := p.cfg
 		if byConcurrency {

@@ -13,16 +13,31 @@ import (
 	"sync/atomic"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+	"github.com/tsenart/vegeta/v12/lib/plot"
 
 	"github.com/inferd/inferd/kserve"
 )
 
 // plan is a prepared load: the requests to send, checked against the
-// server's metadata. Sweep and SLO prepare once and attack many times.
+// server's metadata, and the sinks every attack of it writes to. Sweep and
+// SLO prepare once and attack many times; the results of all their attacks
+// go to one gob stream and one plot, as vegeta's decoder and plot need.
 type plan struct {
 	cfg     Config
 	targets []vegeta.Target
 	next    atomic.Uint64
+
+	// enc is the one vegeta encoder on cfg.Output: a gob encoder sends
+	// its type once, and a second encoder on the same file sends it again,
+	// which vegeta's decoder refuses ("gob: duplicate type received").
+	enc vegeta.Encoder
+	// plot collects every attack's results, a series each; finish writes
+	// it to cfg.Plot.
+	plot *plot.Plot
+	// attacks counts the attacks of each mode, to name repeats apart:
+	// vegeta's plot orders a series by sequence number from 0, so two
+	// attacks under one name would lose each other's points.
+	attacks map[string]int
 }
 
 // prepare checks cfg, asks the server for the model's metadata and builds
@@ -33,15 +48,22 @@ func prepare(ctx context.Context, cfg Config) (*plan, error) {
 		return nil, err
 	}
 	base := strings.TrimSuffix(cfg.URL, "/")
-	p := &plan{cfg: cfg}
 	var md *kserve.ModelMetadata
 	if cfg.Endpoint == Recognize {
-		// /recognize serves the default model; check the server answers.
-		if _, err := get(ctx, base, "/v2/health/live"); err != nil {
+		// /recognize serves the server's first model: its counters are
+		// the server view. Reading it also proves the server answers.
+		if cfg.Model, err = recognizeModel(ctx, base, cfg.Model); err != nil {
 			return nil, err
 		}
 	} else if md, err = fetchMetadata(ctx, base, cfg.Model); err != nil {
 		return nil, err
+	}
+	p := &plan{cfg: cfg, attacks: map[string]int{}}
+	if cfg.Output != nil {
+		p.enc = vegeta.NewEncoder(cfg.Output)
+	}
+	if cfg.Plot != nil {
+		p.plot = plot.New(plot.Title("loadtest "+cfg.target()), plot.Downsample(4000), plot.Label(plot.ErrorLabeler))
 	}
 	modelURL := base + "/v2/models/" + url.PathEscape(cfg.Model)
 	switch cfg.Endpoint {
@@ -88,6 +110,29 @@ func prepare(ctx context.Context, cfg Config) (*plan, error) {
 		t.Header.Set("Accept-Encoding", cfg.AcceptEncoding)
 	}
 	return p, nil
+}
+
+// attackName names an attack of mode in the results and the plot: the
+// mode, then "mode #2", "mode #3" for repeats (an SLO search measures a
+// rate in several windows; a sweep may list a point twice).
+func (p *plan) attackName(mode string) string {
+	p.attacks[mode]++
+	if n := p.attacks[mode]; n > 1 {
+		return fmt.Sprintf("%s #%d", mode, n)
+	}
+	return mode
+}
+
+// finish writes the plot of every attack made, if one was asked for.
+func (p *plan) finish() error {
+	if p.plot == nil {
+		return nil
+	}
+	p.plot.Close()
+	if _, err := p.plot.WriteTo(p.cfg.Plot); err != nil {
+		return fmt.Errorf("writing plot: %w", err)
+	}
+	return nil
 }
 
 // targeter hands out the targets round robin.

@@ -28,7 +28,7 @@ func newCommon(name string, stderr io.Writer) *common {
 	fs := c.fs
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.cfg.URL, "url", "http://127.0.0.1:8000", "target server base `URL`")
-	fs.StringVar(&c.cfg.Model, "model", "resnet50", "model `name`")
+	fs.StringVar(&c.cfg.Model, "model", "resnet50", "model `name`; -endpoint recognize loads the server's first model, which -model, if given, must name")
 	fs.StringVar(&c.endpoint, "endpoint", "classify", "classify, recognize, infer-json or infer-binary")
 	fs.StringVar(&c.cfg.Images, "images", "", "image `PATH`: a jpeg/png file or a directory of them (default: generated 256x256 jpegs)")
 	fs.StringVar(&c.cfg.Tensor, "tensor", "", "raw little-endian `FILE` with one row of every input, for infer-* (default: generated)")
@@ -49,12 +49,23 @@ func (c *common) parse(args []string) error {
 		return fmt.Errorf("unexpected arguments %q (flags only; see -h)", c.fs.Args())
 	}
 	c.cfg.Endpoint = loadtest.Endpoint(c.endpoint)
+	if c.cfg.Endpoint == loadtest.Recognize && !c.set("model") {
+		// /recognize names no model: the server's first answers it.
+		c.cfg.Model = ""
+	}
 	switch c.format {
 	case loadtest.FormatText, loadtest.FormatJSON, loadtest.FormatCSV:
 	default:
 		return fmt.Errorf("-format %q: want text, json or csv", c.format)
 	}
 	return nil
+}
+
+// set reports whether the flag called name was given.
+func (c *common) set(name string) bool {
+	found := false
+	c.fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 // usageError prints err (flag already printed its own) and returns the

@@ -7,8 +7,15 @@
 //	loadtest sweep ... -rates 10,20,40 | -concurrencies 1,8,32
 //	loadtest slo -p99 100ms -max-error-rate 0.01 ...
 //
-// The results file is vegeta's gob encoding: `vegeta report results.bin`
-// and `vegeta plot results.bin` read it.
+// The results file is vegeta's gob encoding, one stream however many runs
+// a sweep makes: `vegeta report results.bin`, `vegeta plot results.bin`
+// and `vegeta encode results.bin` read it whole. A sweep's points are
+// told apart by vegeta's attack name, the mode of the point's row
+// ("closed concurrency 8"): plot draws a series per point, encode's
+// "attack" field names each result's point, report sums them all.
+//
+// -endpoint recognize loads the server's first model (/recognize names
+// none) and reads that model's server view; -model, if given, must name it.
 package main
 
 import (

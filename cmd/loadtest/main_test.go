@@ -3,16 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+	"github.com/tsenart/vegeta/v12/lib/plot"
 
 	"github.com/inferd/inferd/loadtest"
 	"github.com/inferd/inferd/loadtest/testserver"
@@ -70,17 +76,117 @@ func TestAttackCLI(t *testing.T) {
 	}
 }
 
-// TestSweepCLI prints a header and a row per concurrency.
+// TestSweepCLI prints a header and a row per concurrency, and writes a
+// results file that vegeta's report, plot and encode read whole: they run
+// here as vegeta's CLI runs them (vegeta.DecoderFor on the file, then the
+// library's metrics, text reporter, plot and JSON encoder), and every
+// result of every point must come through.
 func TestSweepCLI(t *testing.T) {
 	url := testserver.Start(t)
+	results := filepath.Join(t.TempDir(), "sweep.bin")
 	code, stdout, stderr := runCLI("sweep", "-url", url, "-model", "tiny", "-endpoint", "infer-binary",
-		"-concurrencies", "1,2", "-duration", "300ms", "-format", "csv")
+		"-concurrencies", "1,2", "-duration", "300ms", "-format", "csv", "-output", results)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[0], "mode,") || !strings.HasPrefix(lines[2], "closed concurrency 2,") {
-		t.Errorf("csv:\n%s", stdout)
+	rows, err := csv.NewReader(strings.NewReader(stdout)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || rows[0][0] != "mode" || rows[2][0] != "closed concurrency 2" {
+		t.Fatalf("csv:\n%s", stdout)
+	}
+	want := map[string]int{} // results per point, as its row says
+	total := 0
+	for _, row := range rows[1:] {
+		n, err := strconv.Atoi(row[slices.Index(loadtest.CSVHeader, "requests")])
+		if err != nil || n == 0 {
+			t.Fatalf("row %q: requests %v", row, err)
+		}
+		want[row[0]] = n
+		total += n
+	}
+
+	f, err := os.Open(results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := vegeta.DecoderFor(f) // how vegeta report, plot and encode open a file
+	if dec == nil {
+		t.Fatal("vegeta cannot tell the results file's encoding")
+	}
+	var (
+		metrics vegeta.Metrics
+		html    bytes.Buffer
+		jsonl   bytes.Buffer
+		plt     = plot.New(plot.Title("sweep"), plot.Label(plot.ErrorLabeler))
+		enc     = vegeta.NewJSONEncoder(&jsonl)
+		got     = map[string]int{}
+	)
+	for n := 0; ; n++ {
+		var r vegeta.Result
+		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("vegeta decoding result %d: %v", n, err)
+		}
+		got[r.Attack]++
+		metrics.Add(&r)
+		if err := plt.Add(&r); err != nil {
+			t.Fatal(err)
+		}
+		if err := enc.Encode(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("results per attack in the file %v, the rows say %v", got, want)
+	}
+	metrics.Close()
+	var text bytes.Buffer
+	if err := vegeta.NewTextReporter(&metrics).Report(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`Requests\s+\[total, rate, throughput\]\s+` + strconv.Itoa(total) + `,`).Match(text.Bytes()) {
+		t.Errorf("vegeta report of the file, want %d requests:\n%s", total, text.String())
+	}
+	plt.Close()
+	if _, err := plt.WriteTo(&html); err != nil {
+		t.Fatal(err)
+	}
+	for mode := range want {
+		if !strings.Contains(html.String(), mode+": OK") {
+			t.Errorf("vegeta plot of the file has no series %q", mode+": OK")
+		}
+	}
+	if n := strings.Count(jsonl.String(), "\n"); n != total {
+		t.Errorf("vegeta encode of the file wrote %d results, want %d", n, total)
+	}
+}
+
+// TestRecognizeCLI: without -model, -endpoint recognize loads the server's
+// first model and reads that model's server view (it used to read
+// resnet50's, the -model default, and see no requests); a -model that is
+// not the first fails before any load.
+func TestRecognizeCLI(t *testing.T) {
+	url := testserver.StartModels(t, "first", "second")
+	code, stdout, stderr := runCLI("attack", "-url", url, "-endpoint", "recognize", "-concurrency", "2",
+		"-duration", "300ms", "-format", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rep loadtest.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v in %q", err, stdout)
+	}
+	if rep.Requests == 0 || rep.Success != 1 || rep.Server == nil || rep.Server.Requests != float64(rep.Requests) ||
+		!strings.HasSuffix(rep.Target, "(model first)") {
+		t.Errorf("target %q: %d requests, success %v, server view %+v (%s)", rep.Target, rep.Requests, rep.Success, rep.Server, rep.ServerError)
+	}
+	code, _, stderr = runCLI("attack", "-url", url, "-endpoint", "recognize", "-model", "second", "-rate", "5")
+	if code != exitError || !strings.Contains(stderr, `its first model "first", not "second"`) {
+		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 }
 
@@ -112,6 +218,8 @@ func TestBadInputCLI(t *testing.T) {
 		{"tensor size", []string{"attack", "-url", url, "-model", "tiny", "-endpoint", "infer-binary", "-tensor", tensor, "-rate", "5"},
 			exitError, "1000 bytes, want 602112"},
 		{"both loads", []string{"attack", "-url", url, "-model", "tiny", "-rate", "5", "-concurrency", "2"}, exitError, "both a rate and a concurrency"},
+		{"recognize another model", []string{"attack", "-url", url, "-endpoint", "recognize", "-model", "resnet50", "-rate", "5"},
+			exitError, `answered by its first model "tiny", not "resnet50"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,7 +17,7 @@ func sweep(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rates := fs.String("rates", "", "open loop: comma-separated `rates`, e.g. 10,20,40")
 	concs := fs.String("concurrencies", "", "closed loop: comma-separated `concurrencies`, e.g. 1,8,32")
 	fs.DurationVar(&c.cfg.Duration, "duration", 10*time.Second, "how long each point sends requests")
-	fs.StringVar(&c.output, "output", "", "write every point's raw results to `FILE` (vegeta gob)")
+	fs.StringVar(&c.output, "output", "", "write every point's raw results to `FILE`: one vegeta gob stream, each point under its own attack name (the row's mode); `vegeta report FILE` sums all points, `vegeta plot FILE` draws a series per point, `vegeta encode FILE` gives every result")
 	if err := c.parse(args); err != nil {
 		return usageError(stderr, err)
 	}

@@ -4,10 +4,12 @@ package testserver
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,14 +37,20 @@ func modelDir() (string, error) {
 // ends. It skips the test without ONNX Runtime (testbed.NeedORT).
 func Start(t testing.TB) string {
 	t.Helper()
+	return StartModels(t, "tiny")
+}
+
+// StartModels is Start serving the tiny model under each of names, in that
+// (config) order: the first answers /recognize.
+func StartModels(t testing.TB, names ...string) string {
+	t.Helper()
 	testbed.NeedORT(t)
-	cfg, err := config.Parse([]byte(`
-models:
-  - name: tiny
-    path: builtin:tiny
-    device: cpu
-    max_batch: 8
-`))
+	var yaml strings.Builder
+	yaml.WriteString("models:\n")
+	for _, name := range names {
+		fmt.Fprintf(&yaml, "  - name: %s\n    path: builtin:tiny\n    device: cpu\n    max_batch: 8\n", name)
+	}
+	cfg, err := config.Parse([]byte(yaml.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
