@@ -3,6 +3,7 @@ module github.com/inferd/inferd
 go 1.26.8
 
 require (
+	github.com/NVIDIA/go-nvml v0.13.4-1
 	github.com/VictoriaMetrics/metrics v1.45.0
 	github.com/hashicorp/consul/api v1.18.1
 	github.com/moby/buildkit v0.34.2

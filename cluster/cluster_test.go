@@ -99,13 +99,16 @@ register:
 	}
 
 	// HAProxy and Prometheus first: replicas appear in them as they register.
+	// The gateway (API keys, TestGateway) is off: these tests are about
+	// discovery and failover, as `make demo` runs them.
 	hapEnv := []string{
+		"HAPROXY_GATEWAY=off",
 		"HAPROXY_PORT=" + strconv.Itoa(c.hapPort),
 		"HAPROXY_STATS_PORT=" + strconv.Itoa(c.hapStats),
 		"CONSUL_DNS_PORT=" + strconv.Itoa(c.consul.DNS),
 		"HAPROXY_RUN_DIR=" + c.dir,
 	}
-	c.haproxy = testbed.Start(t, c.dir, "haproxy", hapEnv, haproxy, "-db", "-f", filepath.Join(repoRoot, "configs", "haproxy.cfg"))
+	c.haproxy = testbed.Start(t, c.dir, "haproxy", hapEnv, haproxy, hapArgs()...)
 	c.mustReach("haproxy", c.haproxy, 10*time.Second, c.stats("/stats"))
 
 	promCfg := filepath.Join(c.dir, "prometheus.yml")

@@ -1,15 +1,23 @@
 package cluster
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"math"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/inferd/inferd/internal/testbed"
 )
@@ -26,14 +34,32 @@ func run(t *testing.T, env []string, name string, args ...string) string {
 	return string(out)
 }
 
-// configs/haproxy.cfg passes `haproxy -c` and has what the cluster relies on.
+// configs/haproxy.cfg passes `haproxy -c` and has what the cluster relies
+// on: as the cluster tests run it (gateway off, plain HTTP only) and as
+// make cluster does (gateway on with the shipped empty maps, TLS, with or
+// without the plain front end).
 func TestHAProxyConfig(t *testing.T) {
 	haproxy := testbed.Tool(t, "INFERD_HAPROXY", "", "haproxy", true)
 	cfg := filepath.Join(repoRoot, "configs", "haproxy.cfg")
-	out := run(t, []string{"HAPROXY_PORT=18080", "HAPROXY_STATS_PORT=18081", "CONSUL_DNS_PORT=18600",
-		"HAPROXY_RUN_DIR=" + t.TempDir()}, haproxy, "-c", "-f", cfg)
-	if !strings.Contains(out, "Configuration file is valid") {
-		t.Errorf("haproxy -c: %s", out)
+	cert := selfSignedPEM(t)
+	base := []string{"HAPROXY_STATS_PORT=18081", "CONSUL_DNS_PORT=18600", "HAPROXY_RUN_DIR=" + t.TempDir()}
+	tlsOn := []string{"HAPROXY_TLS_BIND=127.0.0.1:18443", "HAPROXY_TLS_CERT=" + cert,
+		"HAPROXY_GATEWAY_DIR=" + filepath.Join(repoRoot, "configs", "gateway")}
+	for _, c := range []struct {
+		name string
+		env  []string
+	}{
+		{"gateway off, plain", []string{"HAPROXY_GATEWAY=off", "HAPROXY_PORT=18080"}},
+		{"gateway on, plain and TLS", append([]string{"HAPROXY_PORT=18080"}, tlsOn...)},
+		{"gateway on, TLS only", tlsOn},
+	} {
+		// Only the variables given: unset ones turn front ends off.
+		cmd := exec.Command(haproxy, "-c", "-f", cfg)
+		cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH")}, base...), c.env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Configuration file is valid") {
+			t.Errorf("%s: haproxy -c: %v\n%s", c.name, err, out)
+		}
 	}
 	b, _ := os.ReadFile(cfg)
 	text := string(b)
@@ -43,11 +69,40 @@ func TestHAProxyConfig(t *testing.T) {
 		"retry-on conn-failure empty-response", " 503", "option redispatch", "tune.bufsize",
 		"option http-buffer-request", "prometheus-exporter", "stats uri", "stats socket",
 		"${CONSUL_DNS_PORT}", "${HAPROXY_PORT}", "${HAPROXY_STATS_PORT}", "${HAPROXY_RUN_DIR}",
+		// The gateway.
+		"ssl-min-ver TLSv1.2", "alpn h2,http/1.1", "${HAPROXY_TLS_BIND}", "${HAPROXY_TLS_CERT}",
+		"sha2(256),hex,lower", "keys.map", "models.map", "rates.map", "concurrency.map",
+		"del-header X-Inferd-Tenant", "set-header X-Inferd-Tenant", "WWW-Authenticate Bearer",
+		"hdr Retry-After 1", "gpc0_rate(1s)", "sc-inc-gpc0", "path_beg /v2/health/",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("haproxy.cfg lacks %q", want)
 		}
 	}
+}
+
+// selfSignedPEM writes a throwaway certificate and key for haproxy -c.
+func selfSignedPEM(t *testing.T) string {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "server.pem")
+	b := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})...)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // configs/prometheus.yml passes promtool, shipped and as rendered for a
@@ -77,19 +132,35 @@ func TestConsulConfig(t *testing.T) {
 
 // dashboard is the part of a Grafana dashboard JSON the tests read.
 type dashboard struct {
-	Title  string
-	UID    string
-	Panels []struct {
-		ID      int
-		Title   string
-		Targets []struct {
-			RefID string
-			Expr  string
-		}
-	}
+	Title      string
+	UID        string
+	Panels     []panel
 	Templating struct {
 		List []struct{ Name string }
 	}
+}
+
+// panel is a dashboard panel, or a row: a collapsed row holds its panels,
+// which Grafana queries only when the row is opened.
+type panel struct {
+	ID      int
+	Type    string
+	Title   string
+	Targets []struct {
+		RefID string
+		Expr  string
+	}
+	Panels []panel
+}
+
+// all returns the dashboard's panels, those of collapsed rows included.
+func (d dashboard) all() []panel {
+	var ps []panel
+	for _, p := range d.Panels {
+		ps = append(ps, p)
+		ps = append(ps, p.Panels...)
+	}
+	return ps
 }
 
 func loadDashboard(t *testing.T) dashboard {
@@ -118,12 +189,12 @@ func TestDashboard(t *testing.T) {
 	var all strings.Builder
 	rules := "groups:\n  - name: dashboard\n    rules:\n"
 	ids := map[int]bool{}
-	for _, p := range d.Panels {
+	for _, p := range d.all() {
 		if ids[p.ID] {
 			t.Errorf("panel id %d used twice", p.ID)
 		}
 		ids[p.ID] = true
-		if len(p.Targets) == 0 {
+		if len(p.Targets) == 0 && p.Type != "row" {
 			t.Errorf("panel %q has no query", p.Title)
 		}
 		for _, tg := range p.Targets {
@@ -136,6 +207,8 @@ func TestDashboard(t *testing.T) {
 		"histogram_quantile(0.99, sum by (le) (rate(inferd_http_request_duration_seconds_bucket",
 		"inferd_http_requests_total", "inferd_batcher_batch_size", "inferd_batcher_queue_depth",
 		`code!~"2.."`, "inferd_batcher_requests_rejected_total",
+		"inferd_gpu_utilization_ratio", "inferd_gpu_memory_used_bytes", "inferd_gpu_power_watts",
+		"inferd_gpu_energy_joules_total", "inferd_gpu_temperature_celsius", "inferd_gpu_sm_clock_hertz",
 	} {
 		if !strings.Contains(all.String(), want) {
 			t.Errorf("no panel queries %s", want)
@@ -151,7 +224,9 @@ func TestDashboard(t *testing.T) {
 }
 
 // emptyPanels runs every dashboard query against the cluster's Prometheus
-// and returns those with no data (no series, or only NaN).
+// and returns those with no data (no series, or only NaN). The panels of
+// collapsed rows are left out: the GPU row has no data on a host without
+// an NVIDIA driver, which is every cluster test's.
 func (c *cluster) emptyPanels(t *testing.T) []string {
 	var empty []string
 	for _, p := range loadDashboard(t).Panels {

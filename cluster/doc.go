@@ -5,9 +5,12 @@
 // loopback ports chosen at run time (scripts/cluster.sh starts the same
 // cluster by hand), and check the shipped configs (configs/haproxy.cfg,
 // configs/consul-dev.hcl, configs/prometheus.yml, the Grafana dashboard)
-// and Dockerfile.cuda.
+// and Dockerfile.cuda. TestGateway runs the API gateway in HAProxy (TLS,
+// keys, model fences, rate limits; cmd/inferd-keys) against real clients;
+// TestGatewayFigures measures its cost when $INFERD_GATEWAY_FIGURES is set.
 //
 // They are skipped under -short, and with a reason when a program is
 // missing: `make setup` builds Consul and Prometheus (Debian's prometheus
-// lacks consul_sd_configs) into $INFERD_CACHE/bin and installs HAProxy.
+// lacks consul_sd_configs) into $INFERD_CACHE/bin and installs HAProxy;
+// the gateway tests also need openssl on PATH.
 package cluster

@@ -23,10 +23,13 @@ import (
 // gpu.Inspect reads them; a builtin: model's are known without generating
 // it); a labels file must have one line per class when the model's first
 // output is FP32 [N,classes]; and the preprocess section must fit the
-// model's image input, as startup sets it up. It opens no session to keep,
-// generates no model and binds no port, but it loads ONNX Runtime (once per
-// process, as startup does) when there is a model file to read; a library
-// that does not load is said once and the model files are then not read.
+// model's image input, as startup sets it up. The keys file of auth: must
+// parse as package auth reads it, and the certificate and key of tls:
+// load as a pair (a value Validate refused is not read). It opens no
+// session to keep, generates no model and binds no port, but it loads ONNX
+// Runtime (once per process, as startup does) when there is a model file
+// to read; a library that does not load is said once and the model files
+// are then not read.
 // It reports every problem, one line each. Trap: relative paths are taken
 // from the working directory, as the server takes them.
 func (c *Config) Check() error {
@@ -56,6 +59,16 @@ func (c *Config) Check() error {
 		}
 		if inputs != nil {
 			files = append(files, checkPreprocess(key, m.Preprocess, max(c.Server.MaxPixels, 0), inputs))
+		}
+	}
+	if c.Auth.Validate() == nil {
+		for _, err := range lines(c.Auth.Check()) {
+			files = append(files, fmt.Errorf("config: auth.%w", err))
+		}
+	}
+	if c.TLS.Validate() == nil {
+		for _, err := range lines(c.TLS.Check()) {
+			files = append(files, fmt.Errorf("config: tls.%w", err))
 		}
 	}
 	errs = append(errs, c.inFile(files))

@@ -18,11 +18,13 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/inferd/inferd/auth"
 	"github.com/inferd/inferd/batcher"
 	"github.com/inferd/inferd/budget"
 	"github.com/inferd/inferd/gpu"
 	"github.com/inferd/inferd/model"
 	"github.com/inferd/inferd/register"
+	"github.com/inferd/inferd/tlscert"
 )
 
 // Config is the whole of inferd.yaml.
@@ -39,6 +41,16 @@ type Config struct {
 	// Register announces the replica in a Consul catalog. Default off.
 	// Package register owns its keys, defaults and validation.
 	Register register.Settings `yaml:"register"`
+	// Auth requires API keys, fences models and caps rates per tenant, for
+	// a replica that serves without the HAProxy gateway in front; it also
+	// names the tenants requests are counted under. Default off. Package
+	// auth owns its keys, defaults and validation; SIGHUP re-reads them
+	// and the keys file.
+	Auth auth.Settings `yaml:"auth"`
+	// TLS serves HTTPS (TLS 1.2+) with a certificate SIGHUP re-reads.
+	// Default off: plain HTTP. Package tlscert owns its keys and
+	// validation.
+	TLS tlscert.Settings `yaml:"tls"`
 
 	file string // the file Read read it from, for error messages
 }
@@ -289,6 +301,12 @@ func (c *Config) Validate() error {
 	}
 	for _, err := range lines(c.Register.Validate()) {
 		errs = append(errs, fmt.Errorf("config: register.%w", err))
+	}
+	for _, err := range lines(c.Auth.Validate()) {
+		errs = append(errs, fmt.Errorf("config: auth.%w", err))
+	}
+	for _, err := range lines(c.TLS.Validate()) {
+		errs = append(errs, fmt.Errorf("config: tls.%w", err))
 	}
 	if err := CheckListen(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("config: %w", err))

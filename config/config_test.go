@@ -31,6 +31,12 @@ func TestShippedConfigLoads(t *testing.T) {
 	if !reflect.DeepEqual(c.Register, d.Register) {
 		t.Errorf("configs/inferd.yaml register differs from the defaults:\n%+v\n%+v", c.Register, d.Register)
 	}
+	if len(c.Auth.Tenants) == 0 {
+		c.Auth.Tenants = nil // tenants: [] documents the empty default
+	}
+	if !reflect.DeepEqual(c.Auth, d.Auth) || c.TLS != d.TLS {
+		t.Errorf("configs/inferd.yaml auth or tls differ from the defaults:\n%+v %+v\n%+v %+v", c.Auth, c.TLS, d.Auth, d.TLS)
+	}
 	if c.Models[0].Batcher.DefaultTimeout != 30*time.Second || c.Models[0].Preprocess.Resize != 256 {
 		t.Errorf("model settings not read: %+v", c.Models[0])
 	}
@@ -72,12 +78,19 @@ func TestTestdata(t *testing.T) {
 		"cudnn-algo.bad.yml":         `config: models[0].cuda.cudnn_conv_algo_search "FAST": want EXHAUSTIVE, HEURISTIC or DEFAULT`,
 		"arena-strategy.bad.yml":     `config: models[0].cuda.arena_extend_strategy "kDouble": want kNextPowerOfTwo or kSameAsRequested`,
 		"listen-no-port.bad.yml":     `config: listen "8000": want HOST:PORT, e.g. :8000`,
+		"auth-no-keys-file.bad.yml":  "config: auth.keys_file: required when enabled is true",
+		"auth-tenant-other.bad.yml":  `config: auth.tenants[1] "other": "other" counts the requests of no known tenant: choose another name`,
+		"tls-cert-only.bad.yml":      "config: tls.key: required with cert",
 		// The files a config names, which only Check looks at.
 		"missing-model.bad.yml":  `config: models[0].path "/nope.onnx": no such file or directory`,
 		"missing-labels.bad.yml": `config: models[0].labels "/nope-synset.txt": no such file or directory`,
 		"model-dir.bad.yml":      `config: models[0].path "testdata": not a regular file, want an ONNX file`,
 		"not-onnx.bad.yml":       `config: models[0].path "testdata/not-onnx.onnx": not an ONNX model: onnx runtime says: failed to load model because protobuf parsing failed (37 bytes)`,
 		"empty-onnx.bad.yml":     `config: models[0].path "testdata/empty.onnx": not an ONNX model: the file is empty`,
+		// The keys file and the certificate, as the server loads them.
+		"auth-key-in-clear.bad.yml": `config: auth.keys_file "testdata/keys-in-clear.yaml": tenants.ci.keys[0]: want 64 hex digits, the SHA-256 of a key (inferd -new-key ci), not the key`,
+		"auth-missing-keys.bad.yml": `config: auth.keys_file "/nope-keys.yaml": no such file or directory`,
+		"tls-missing.bad.yml":       `config: tls.cert "/nope.pem": no such file or directory`,
 		// What the model says of the labels and the preprocessing (a
 		// builtin: model's inputs and outputs are known without the file).
 		"labels-count.bad.yml":         `config: models[0].labels "testdata/999-labels.txt": 999 labels, model output "output" has 1000 classes`,
@@ -360,5 +373,36 @@ func TestByteSize(t *testing.T) {
 	c, err := Load("testdata/limits.good.yml")
 	if err != nil || c.Server.MemoryLimit != 2<<30 || c.Server.MaxConnectionsPerClient != 64 {
 		t.Fatalf("limits.good.yml: %+v, %v", c.Server, err)
+	}
+}
+
+// The auth and tls sections are checked as the server loads them: the
+// keys file parses, the certificate and key are a pair; every problem is
+// a line of its own, naming the key.
+func TestCheckAuthAndTLS(t *testing.T) {
+	dir := t.TempDir()
+	certs := testbed.NewCerts(t, dir)
+	other := testbed.NewCerts(t, t.TempDir())
+	keys := filepath.Join(dir, "keys.yaml")
+	os.WriteFile(keys, []byte("tenants:\n  a: {keys: [], models: ['*'], rate: 5}\n"), 0o600)
+	good, err := Parse(fmt.Appendf(nil, "auth: {enabled: true, keys_file: %q}\ntls: {cert: %q, key: %q}\n", keys, certs.CertFile, certs.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := good.Check(); err != nil {
+		t.Errorf("a keys file and a certificate that load: %v", err)
+	}
+	os.WriteFile(keys, []byte("tenants:\n  a: {rate: -5, burst: -1}\n"), 0o600)
+	bad, err := Parse(fmt.Appendf(nil, "auth: {enabled: true, keys_file: %q}\ntls: {cert: %q, key: %q}\n", keys, certs.CertFile, other.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		fmt.Sprintf(`config: auth.keys_file %q: tenants.a.rate -5: must be >= 0 (0: no limit)`, keys),
+		fmt.Sprintf(`config: auth.keys_file %q: tenants.a.burst -1: want 0 (the rate rounded up) to 1048576`, keys),
+		fmt.Sprintf(`config: tls.cert %q, key %q: tls: private key does not match public key`, certs.CertFile, other.KeyFile),
+	}
+	if err := bad.Check(); err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("check said\n%v\nwant\n%s", err, strings.Join(want, "\n"))
 	}
 }

@@ -13,6 +13,10 @@ var (
 	// ErrCUDAUnavailable is returned (wrapped) when a cuda device is asked
 	// for and the CUDA execution provider cannot be set up.
 	ErrCUDAUnavailable = errors.New("cuda execution provider unavailable")
+	// ErrPinnedMemory is returned (wrapped) when cuda.pinned_memory is on
+	// and page-locked host memory cannot be had from the CUDA runtime, or
+	// when an allocation of it fails.
+	ErrPinnedMemory = errors.New("pinned host memory unavailable")
 	// ErrBadModel is returned (wrapped) when a model file cannot be opened
 	// or does not have the shape of a servable model.
 	ErrBadModel = errors.New("bad model")

@@ -28,6 +28,9 @@ import (
 //	INFERD_BENCH_NHWC      1: cuda.prefer_nhwc
 //	INFERD_BENCH_SEARCH    cuda.cudnn_conv_algo_search (EXHAUSTIVE, HEURISTIC,
 //	                       DEFAULT)
+//	INFERD_BENCH_PINNED    cuda.pinned_memory (auto, the default: page-locked
+//	                       input and output buffers where the CUDA runtime
+//	                       loads; on; off: Go memory, pageable copies)
 //	INFERD_BENCH_LOG       1: the session's lifecycle lines (open and
 //	                       warm-up times) on stderr
 //	INFERD_BENCH_PROFILE   PREFIX: ONNX Runtime's profile, naming the
@@ -48,6 +51,7 @@ func BenchmarkRun(b *testing.B) {
 		Instances: envInt(b, "INFERD_BENCH_INSTANCES", 1), ProfilePrefix: os.Getenv("INFERD_BENCH_PROFILE")}
 	opts.CUDA.PreferNHWC = os.Getenv("INFERD_BENCH_NHWC") == "1"
 	opts.CUDA.CuDNNConvAlgoSearch = os.Getenv("INFERD_BENCH_SEARCH")
+	opts.CUDA.PinnedMemory = os.Getenv("INFERD_BENCH_PINNED")
 	if os.Getenv("INFERD_BENCH_LOG") == "1" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}

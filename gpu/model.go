@@ -7,7 +7,8 @@
 // batch of n rows, writes the rows into the Lease's input buffers, Runs it,
 // reads the output buffers and Releases it. The buffers of one instance are
 // shared by all its buckets (a bucket's tensor is a prefix of the largest),
-// so memory is MaxBatch rows per instance and no run allocates a tensor.
+// so memory is MaxBatch rows per instance and no run allocates a tensor. On
+// a cuda device they can be page-locked (cuda.pinned_memory, pinned.go).
 package gpu
 
 import (
@@ -44,6 +45,8 @@ type Model struct {
 	version  string
 	runTimes []time.Duration // per bucket, from warm-up's second pass
 
+	// pinned allocates the instances' buffers on cuda; nil: Go memory.
+	pinned    *pinnedAllocator
 	free      chan *instance
 	instances []*instance
 	closeOnce sync.Once
@@ -104,7 +107,7 @@ func Open(path string, opts Options) (*Model, error) {
 		}
 	}
 	opts.Logger.Info("model opened", "path", path, "device", m.device.String(), "instances", opts.Instances,
-		"buckets", m.buckets, "open", opened.Round(time.Millisecond), "warmup", time.Since(start).Round(time.Millisecond))
+		"buckets", m.buckets, "pinned_memory", m.PinnedMemory(), "open", opened.Round(time.Millisecond), "warmup", time.Since(start).Round(time.Millisecond))
 	return m, nil
 }
 
@@ -193,6 +196,13 @@ func (m *Model) openInstances(data []byte) error {
 		}
 		inst := &instance{sess: sess}
 		m.instances = append(m.instances, inst)
+		if m.device.Kind == "cuda" && len(m.instances) == 1 {
+			// The first session has loaded the provider, and with it the
+			// CUDA runtime the pinned buffers come from.
+			if err := m.openPinned(cudaRuntime); err != nil {
+				return err
+			}
+		}
 		if err := m.allocate(inst); err != nil {
 			return err
 		}
@@ -300,16 +310,52 @@ func names(ts []TensorInfo) []string {
 	return s
 }
 
+// openPinned sets m.pinned as cuda.pinned_memory asks, from the CUDA
+// runtime lib: auto logs one line when it falls back to Go memory, on
+// fails.
+func (m *Model) openPinned(lib string) error {
+	p, reason, err := newPinnedAllocator(m.opts.CUDA.PinnedMemory, lib, m.device.ID)
+	if err != nil {
+		return fmt.Errorf("gpu: %s on %s: %w", m.path, m.device, err)
+	}
+	if p == nil && reason != "" {
+		m.opts.Logger.Info("pinned memory unavailable, host buffers are Go memory", "model", m.path, "device", m.device.String(), "reason", reason)
+	}
+	m.pinned = p
+	return nil
+}
+
+// PinnedMemory reports whether the instances' input and output buffers are
+// page-locked host memory from the CUDA runtime (cuda.pinned_memory).
+func (m *Model) PinnedMemory() bool { return m.pinned != nil }
+
 // allocate gives inst one buffer per input and output, sized for maxBatch
-// rows, and per bucket tensors over their prefixes.
+// rows (pinned memory when m.pinned is set), and per bucket tensors over
+// their prefixes.
 func (m *Model) allocate(inst *instance) error {
+	buffer := func(t TensorInfo) ([]byte, error) {
+		n := m.maxBatch * t.RowBytes()
+		if m.pinned == nil {
+			return make([]byte, n), nil
+		}
+		b, err := m.pinned.alloc(n)
+		if err != nil {
+			return nil, fmt.Errorf("gpu: %s: buffer of %q (%d rows): %w", m.path, t.Name, m.maxBatch, err)
+		}
+		return b, nil
+	}
+	var err error
 	inst.inBuf = make([][]byte, len(m.inputs))
 	for i, t := range m.inputs {
-		inst.inBuf[i] = make([]byte, m.maxBatch*t.RowBytes())
+		if inst.inBuf[i], err = buffer(t); err != nil {
+			return err
+		}
 	}
 	inst.outBuf = make([][]byte, len(m.outputs))
 	for i, t := range m.outputs {
-		inst.outBuf[i] = make([]byte, m.maxBatch*t.RowBytes())
+		if inst.outBuf[i], err = buffer(t); err != nil {
+			return err
+		}
 	}
 	for _, size := range m.buckets {
 		b := bucketIO{size: size}
@@ -461,24 +507,50 @@ func (m *Model) Close() error {
 	return nil
 }
 
-// destroy frees native memory; all instances must be idle.
+// destroy frees native memory; all instances must be idle. Pinned buffers
+// go last: the tensors over them and the sessions that copy from them go
+// first.
 func (m *Model) destroy() {
 	var errs []error
 	for _, inst := range m.instances {
-		for _, b := range inst.buckets {
-			for _, v := range slices.Concat(b.inputs, b.outputs) {
-				errs = append(errs, v.Destroy())
-			}
-		}
+		errs = append(errs, m.destroyTensors(inst)...)
 		if inst.sess != nil {
 			errs = append(errs, inst.sess.Destroy())
 		}
-		inst.buckets, inst.inBuf, inst.outBuf = nil, nil, nil
+		errs = append(errs, m.freeBuffers(inst)...)
 	}
 	m.instances = nil
+	if m.pinned != nil {
+		m.pinned.close()
+	}
 	if err := errors.Join(errs...); err != nil {
 		m.opts.Logger.Warn("freeing model", "path", m.path, "err", err)
 	}
+}
+
+// destroyTensors frees inst's tensors, not the buffers under them.
+func (m *Model) destroyTensors(inst *instance) []error {
+	var errs []error
+	for _, b := range inst.buckets {
+		for _, v := range slices.Concat(b.inputs, b.outputs) {
+			errs = append(errs, v.Destroy())
+		}
+	}
+	inst.buckets = nil
+	return errs
+}
+
+// freeBuffers frees inst's buffers (pinned ones through the runtime; Go
+// ones are left to the collector). No tensor may be over them any more.
+func (m *Model) freeBuffers(inst *instance) []error {
+	var errs []error
+	if m.pinned != nil {
+		for _, b := range slices.Concat(inst.inBuf, inst.outBuf) {
+			errs = append(errs, m.pinned.free(b))
+		}
+	}
+	inst.inBuf, inst.outBuf = nil, nil
+	return errs
 }
 
 // Lease is one instance held for one batch. Its buffers are valid until

@@ -148,7 +148,8 @@ func Open(c config.Model, env Env) (*Model, error) {
 		images = "jpeg via " + preprocess.JPEGDecoder()
 	}
 	log.Info("model ready", "model", c.Name, "path", path, "device", sess.Device().String(), "images", images,
-		"max_batch", sess.MaxBatch(), "instances", sess.Instances(), "took", time.Since(start).Round(time.Millisecond))
+		"max_batch", sess.MaxBatch(), "instances", sess.Instances(), "pinned_memory", sess.PinnedMemory(),
+		"took", time.Since(start).Round(time.Millisecond))
 	return m, nil
 }
 

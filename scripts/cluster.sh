@@ -1,24 +1,40 @@
 #!/usr/bin/env bash
 # A local inferd cluster on loopback: a Consul dev agent, REPLICAS inferd
-# replicas that register themselves, HAProxy balancing over Consul DNS, and
-# Prometheus discovering the replicas through Consul.
+# replicas that register themselves, HAProxy balancing over Consul DNS and
+# serving as the API gateway (TLS, API keys, per-tenant models and rates),
+# and Prometheus discovering the replicas through Consul.
 #
 #   scripts/cluster.sh up      start it (make cluster), print the URLs
 #   scripts/cluster.sh down    stop exactly what `up` started (make cluster-down)
 #   scripts/cluster.sh demo    up, a 15 s load test through HAProxy, down (make demo)
 #   scripts/cluster.sh status  what is running
+#   scripts/cluster.sh certs DIR   a private CA and a server certificate in DIR
+#                              (what `up` makes in RUN_DIR/gateway/tls)
 #
 # Environment:
 #   MODEL=tiny|resnet50   the model every replica serves (default tiny)
 #   REPLICAS=3            number of replicas
 #   PORT_BASE=18500       ports used, all on 127.0.0.1: Consul HTTP BASE,
 #                         DNS BASE+1, serf BASE+2/+3, RPC BASE+4; HAProxy
-#                         BASE+10, its stats and exporter BASE+11; Prometheus
-#                         BASE+20; replicas BASE+30...
-#   RUN_DIR=.run/cluster  pid files, logs, rendered configs
+#                         BASE+10 (plain HTTP), its stats and exporter
+#                         BASE+11, TLS BASE+12; Prometheus BASE+20;
+#                         replicas BASE+30...
+#   RUN_DIR=.run/cluster  pid files, logs, rendered configs, and the
+#                         gateway's state in RUN_DIR/gateway: its maps (API
+#                         key hashes, tenants' models and rates) and tls/
+#                         (the CA, ca.pem, and the server's server.pem); kept
+#                         by `down`, reused by the next `up`
+#   GATEWAY=on|off        off: no API keys, model fences nor rate limits
+#                         (default on; the demo runs with off)
+#   PLAIN=1|0             0: no plain HTTP front end, TLS only (default 1)
+#   TLS_BIND=127.0.0.1:BASE+12   the TLS front end's address
+#   TLS_NAMES=            more DNS names or IPs for the server certificate,
+#                         comma-separated (it always has localhost,
+#                         127.0.0.1 and ::1)
 #   RATE=50 DURATION=15s  the demo's load
-# Programs: bin/inferd (make build), haproxy (PATH), and Consul and
-# Prometheus from $INFERD_CACHE/bin (scripts/build-tools.sh, run by make setup).
+# Programs: bin/inferd and bin/inferd-keys (make build), haproxy and openssl
+# (PATH), and Consul and Prometheus from $INFERD_CACHE/bin
+# (scripts/build-tools.sh, run by make setup).
 set -Eeuo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,11 +45,16 @@ replicas="${REPLICAS:-3}"
 base="${PORT_BASE:-18500}"
 
 consul_http=$base consul_dns=$((base + 1)) serf_lan=$((base + 2)) serf_wan=$((base + 3)) consul_rpc=$((base + 4))
-hap_port=$((base + 10)) hap_stats=$((base + 11)) prom_port=$((base + 20)) replica_base=$((base + 30))
+hap_port=$((base + 10)) hap_stats=$((base + 11)) hap_tls=$((base + 12)) prom_port=$((base + 20)) replica_base=$((base + 30))
+gateway="${GATEWAY:-on}"
+plain="${PLAIN:-1}"
+tls_bind="${TLS_BIND:-127.0.0.1:$hap_tls}"
+gwdir="$run/gateway"
 
 consul_bin="${INFERD_CONSUL:-$cache/bin/consul-1.14.11}"
 prom_bin="${INFERD_PROMETHEUS:-$cache/bin/prometheus-2.55.1}"
 inferd_bin="${INFERD_BIN:-$root/bin/inferd}"
+keys_bin="${INFERD_KEYS_BIN:-$root/bin/inferd-keys}"
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
 trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
@@ -91,17 +112,80 @@ stop() {
 	rm -f "$pidf" "$run/$name.exe"
 }
 
+# certs DIR: a private CA (DIR/ca.pem, its key DIR/ca.key) and a server
+# certificate it signs, with its key, in one PEM file for HAProxy
+# (DIR/server.pem), for localhost, 127.0.0.1, ::1 and $TLS_NAMES. Both
+# ECDSA P-256. An existing CA is kept (clients trust it) unless it expires
+# within a day; the server certificate is made again when it expires within
+# 30 days, the CA changed or the names did.
+certs() {
+	local dir=$1 names san n
+	command -v openssl >/dev/null || die "openssl missing: apt-get install openssl"
+	mkdir -p "$dir"
+	chmod 700 "$dir"
+	names="localhost,127.0.0.1,::1${TLS_NAMES:+,$TLS_NAMES}"
+	san=$(tr ',' '\n' <<<"$names" | while read -r n; do
+		[ -n "$n" ] || continue
+		if [[ $n =~ ^[0-9.]+$ || $n == *:* ]]; then printf 'IP:%s,' "$n"; else printf 'DNS:%s,' "$n"; fi
+	done)
+	san=${san%,}
+	if [ ! -s "$dir/ca.pem" ] || [ ! -s "$dir/ca.key" ] || ! openssl x509 -checkend 86400 -noout -in "$dir/ca.pem" >/dev/null; then
+		(umask 077 && openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+			-keyout "$dir/ca.key" -out "$dir/ca.pem" -days 3650 -subj "/CN=inferd local CA $(date -u +%Y-%m-%d)" \
+			-addext "basicConstraints=critical,CA:TRUE,pathlen:0" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null) ||
+			die "openssl could not make the CA in $dir"
+		chmod 644 "$dir/ca.pem"
+		rm -f "$dir/server.pem"
+		log "made a private CA: $dir/ca.pem"
+	fi
+	if [ -s "$dir/server.pem" ] && [ "$(cat "$dir/server.names" 2>/dev/null)" = "$san" ] &&
+		openssl x509 -checkend 2592000 -noout -in "$dir/server.pem" >/dev/null &&
+		openssl verify -CAfile "$dir/ca.pem" "$dir/server.pem" >/dev/null 2>&1; then
+		return 0
+	fi
+	local tmp
+	tmp=$(mktemp -d "$dir/.new.XXXXXX")
+	printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' "$san" >"$tmp/ext"
+	if ! (umask 077 && openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+		-keyout "$tmp/key" -out "$tmp/csr" -subj "/CN=localhost" 2>/dev/null &&
+		openssl x509 -req -in "$tmp/csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
+			-days 397 -sha256 -extfile "$tmp/ext" -out "$tmp/crt" 2>/dev/null &&
+		cat "$tmp/crt" "$tmp/key" >"$tmp/pem"); then
+		rm -rf "$tmp"
+		die "openssl could not make the server certificate in $dir"
+	fi
+	mv "$tmp/pem" "$dir/server.pem"
+	printf '%s\n' "$san" >"$dir/server.names"
+	rm -rf "$tmp"
+	log "made a server certificate for $san: $dir/server.pem"
+}
+
+# gateway_init: the gateway's maps (from configs/gateway's empty ones) and
+# certificates in RUN_DIR/gateway, kept from one `up` to the next.
+gateway_init() {
+	local f
+	mkdir -p "$gwdir"
+	chmod 700 "$gwdir"
+	for f in "$root"/configs/gateway/*.map; do
+		[ -e "$gwdir/$(basename "$f")" ] || install -m 600 "$f" "$gwdir/"
+	done
+	certs "$gwdir/tls"
+}
+
 up() {
 	[ -x "$inferd_bin" ] || die "$inferd_bin missing: run make build"
 	[ -x "$consul_bin" ] || die "$consul_bin missing: run make setup (scripts/build-tools.sh)"
 	[ -x "$prom_bin" ] || die "$prom_bin missing: run make setup (scripts/build-tools.sh)"
 	command -v haproxy >/dev/null || die "haproxy missing: run make setup"
+	[ "$gateway" = on ] || [ "$gateway" = off ] || die "GATEWAY=$gateway: want on or off"
+	[ "$plain" = 1 ] || [ "$plain" = 0 ] || die "PLAIN=$plain: want 1 or 0"
+	[ "$gateway" = off ] || [ -x "$keys_bin" ] || die "$keys_bin missing: run make build"
 	mkdir -p "$run"
 	if ls "$run"/*.pid >/dev/null 2>&1; then
 		die "a cluster is already up from $run (make cluster-down first)"
 	fi
 	local p i
-	for p in $consul_http $consul_dns $serf_lan $serf_wan $consul_rpc $hap_port $hap_stats $prom_port; do
+	for p in $consul_http $consul_dns $serf_lan $serf_wan $consul_rpc $hap_port $hap_stats ${tls_bind##*:} $prom_port; do
 		port_busy "$p" && die "port $p is taken: set PORT_BASE to another base"
 	done
 	for ((i = 0; i < replicas; i++)); do
@@ -137,8 +221,19 @@ EOF
 		start "replica-$i" "$inferd_bin" -config "$run/replica-$i.yaml"
 	done
 
-	HAPROXY_PORT=$hap_port HAPROXY_STATS_PORT=$hap_stats CONSUL_DNS_PORT=$consul_dns HAPROXY_RUN_DIR=$run \
-		start haproxy haproxy -db -f "$root/configs/haproxy.cfg"
+	gateway_init
+	local hap_env=(HAPROXY_STATS_PORT="$hap_stats" CONSUL_DNS_PORT="$consul_dns" HAPROXY_RUN_DIR="$run"
+		HAPROXY_GATEWAY="$gateway" HAPROXY_GATEWAY_DIR="$gwdir"
+		HAPROXY_TLS_BIND="$tls_bind" HAPROXY_TLS_CERT="$gwdir/tls/server.pem")
+	[ "$plain" = 1 ] && hap_env+=(HAPROXY_PORT="$hap_port")
+	(
+		unset HAPROXY_PORT
+		export "${hap_env[@]}"
+		haproxy -c -q -f "$root/configs/haproxy.cfg" || die "configs/haproxy.cfg does not pass haproxy -c with these settings"
+		# -dMglobal: keep freed 1 MiB buffers in HAProxy's pools (see
+		# tune.bufsize in configs/haproxy.cfg).
+		start haproxy haproxy -dMglobal -db -f "$root/configs/haproxy.cfg"
+	)
 	sed -e "s/127.0.0.1:8500/127.0.0.1:$consul_http/" -e "s/127.0.0.1:8404/127.0.0.1:$hap_stats/" \
 		"$root/configs/prometheus.yml" >"$run/prometheus.yml"
 	start prometheus "$prom_bin" --config.file="$run/prometheus.yml" --storage.tsdb.path="$run/tsdb" \
@@ -149,20 +244,43 @@ EOF
 	done
 	wait_http "http://127.0.0.1:$hap_stats/stats" 10 haproxy
 	wait_http "http://127.0.0.1:$prom_port/-/ready" 30 prometheus
-	# Until HAProxy has found every replica through Consul DNS.
-	local seen
+	# Until HAProxy has found every replica through Consul DNS (health
+	# checks need no key).
+	local tls_url="https://127.0.0.1:${tls_bind##*:}" ca="$gwdir/tls/ca.pem" seen
 	for ((i = 0; i < 100; i++)); do
 		seen=$(for _ in $(seq $((replicas * 3))); do
-			curl -fsS -D - -o /dev/null --max-time 2 "http://127.0.0.1:$hap_port/v2/health/ready" 2>/dev/null |
+			curl -fsS --cacert "$ca" -D - -o /dev/null --max-time 2 "$tls_url/v2/health/ready" 2>/dev/null |
 				tr -d '\r' | awk -F': ' 'tolower($1)=="x-inferd-replica"{print $2}'
 		done | sort -u | wc -l) || true
 		[ "$seen" -ge "$replicas" ] && break
 		sleep 0.2
 	done
+	# A first key, on the first `up`: shown once, stored as its hash.
+	local key="" keyline
+	if [ "$gateway" = on ] && ! grep -q '^[0-9a-f]' "$gwdir/keys.map"; then
+		key=$("$keys_bin" -dir "$gwdir" -socket "$run/haproxy.sock" add demo -models '*' -rate 100 2>/dev/null) ||
+			die "$keys_bin could not add the first key"
+	fi
 	trap - EXIT
 	log "up in $((SECONDS - t0))s: $replicas replicas of $model, HAProxy reaches $seen of them"
+	local plain_line="plain HTTP            off (PLAIN=0)" front="gateway, TLS"
+	[ "$plain" = 1 ] && plain_line="plain HTTP            http://127.0.0.1:$hap_port   (loopback; same rules as TLS)"
+	if [ "$gateway" = off ]; then
+		front="HAProxy, TLS"
+		keyline="gateway               off (GATEWAY=off): no keys, every model, no rate limits"
+	elif [ -n "$key" ]; then
+		keyline="first API key         $key
+                      tenant demo: every model, 100 requests/s. Shown once: only its hash is kept.
+                      more: bin/inferd-keys -dir $gwdir add TENANT -models 'm,prefix*' -rate N"
+	else
+		keyline="API keys              bin/inferd-keys -dir $gwdir list | add TENANT -models LIST -rate N | revoke ID"
+	fi
 	cat <<EOF
-inferd (HAProxy)      http://127.0.0.1:$hap_port   e.g. curl --data-binary @cat.jpg http://127.0.0.1:$hap_port/v2/models/$model/classify
+inferd ($front) $tls_url   CA: $ca
+                      e.g. curl --cacert $ca -H "Authorization: Bearer \$KEY" \\
+                             --data-binary @cat.jpg $tls_url/v2/models/$model/classify
+$plain_line
+$keyline
 HAProxy stats         http://127.0.0.1:$hap_stats/stats   (Prometheus exporter: /metrics; Runtime API: $run/haproxy.sock)
 Consul UI and API     http://127.0.0.1:$consul_http/ui   (DNS on 127.0.0.1:$consul_dns)
 Prometheus API        http://127.0.0.1:$prom_port/api/v1/query?query=up
@@ -198,6 +316,9 @@ status() {
 
 demo() {
 	[ -d "$root/cmd/loadtest" ] || die "cmd/loadtest is missing: the demo's load test needs it"
+	# loadtest sends no API key and does not trust a private CA: the demo
+	# runs on the plain front end without the gateway.
+	gateway=${GATEWAY:-off} plain=1
 	up
 	trap down EXIT
 	log "load test: ${RATE:-50} req/s for ${DURATION:-15s} through HAProxy"
@@ -210,5 +331,9 @@ up) up ;;
 down) down ;;
 demo) demo ;;
 status) status ;;
-*) die "usage: $0 up|down|demo|status" ;;
+certs)
+	[ $# -eq 2 ] || die "usage: $0 certs DIR"
+	certs "$2"
+	;;
+*) die "usage: $0 up|down|demo|status|certs DIR" ;;
 esac

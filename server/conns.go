@@ -150,6 +150,9 @@ type limitedConn struct {
 	// until then last holds its last bytes read.
 	headDone bool
 	last     [3]byte
+	// encrypted: the bytes read are TLS records, whose head tlsConn scans
+	// once decrypted.
+	encrypted bool
 }
 
 // inFirstLine reports whether the connection is still reading the request
@@ -181,7 +184,7 @@ var errBareLF = errors.New("bare LF in the request head")
 
 func (c *limitedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if !c.headDone && n > 0 && c.scanHead(p[:n]) {
+	if !c.headDone && !c.encrypted && n > 0 && c.scanHead(p[:n]) {
 		return 0, errBareLF
 	}
 	return n, err

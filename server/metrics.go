@@ -9,6 +9,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/inferd/inferd/auth"
 	"github.com/inferd/inferd/batcher"
 	"github.com/inferd/inferd/budget"
 )
@@ -45,6 +46,9 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 		connRejects: map[string]*metrics.Counter{
 			"per_client": set.NewCounter(`inferd_http_connections_rejected_total{reason="per_client"}`),
 			"max":        set.NewCounter(`inferd_http_connections_rejected_total{reason="max"}`),
+			// tls_handshake: the connection closed before its TLS handshake
+			// completed (tls: set), counted where its first request would be.
+			"tls_handshake": set.NewCounter(`inferd_http_connections_rejected_total{reason="tls_handshake"}`),
 		},
 	}
 }
@@ -77,7 +81,7 @@ var help = map[string]string{
 	"inferd_http_requests_total":             "HTTP requests answered, by model, endpoint and status code.",
 	"inferd_http_request_duration_seconds":   "End-to-end HTTP request duration in seconds, by model, endpoint and status code.",
 	"inferd_http_requests_in_flight":         "HTTP requests being handled now.",
-	"inferd_http_connections_rejected_total": "Connections refused when accepted, by reason: per_client (server.max_connections_per_client) or max (server.max_connections and its health reserve).",
+	"inferd_http_connections_rejected_total": "Connections refused, by reason: per_client (server.max_connections_per_client) or max (server.max_connections and its health reserve) when accepted; tls_handshake when the TLS handshake failed or did not finish within server.read_timeout.",
 	"inferd_model_info":                      "Served models: device, ONNX Runtime version, max batch and instances (value 1).",
 	"go_goroutines":                          "Goroutines that currently exist.",
 	"go_gc_cycles_total":                     "Completed garbage collection cycles.",
@@ -108,6 +112,9 @@ func (s *Server) serveMetrics(ctx *fasthttp.RequestCtx) {
 			}
 			if text == "" {
 				text = budget.Help[string(name)]
+			}
+			if text == "" {
+				text = auth.Help[string(name)]
 			}
 			if text == "" {
 				text = "Go runtime or process metric " + string(name) + "."

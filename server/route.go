@@ -44,7 +44,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.stats.inFlight.Inc()
 	ctx.Response.Header.Set("X-Inferd-Replica", s.replica)
 	var modelName, endpoint string
-	if c, ok := ctx.Conn().(*limitedConn); ok && c.reserve {
+	if c := limited(ctx.Conn()); c != nil && c.reserve {
 		// A connection over max_connections or its client's
 		// max_connections_per_client: health checks and scrapes only, then
 		// it closes to free the reserve.
@@ -66,14 +66,33 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 	path := ctx.Path()
 	switch string(path) {
-	case "/metrics":
-		return "", s.only(ctx, "GET", epMetrics, s.serveMetrics)
-	case "/v2":
-		return "", s.only(ctx, "GET", epMetadata, s.serverMetadata)
 	case "/v2/health/live":
 		return "", s.only(ctx, "GET", epHealth, func(ctx *fasthttp.RequestCtx) { writeJSON(ctx, 200, `{"live":true}`) })
 	case "/v2/health/ready":
 		return "", s.only(ctx, "GET", epHealth, s.serverReady)
+	}
+	// Every other route asks guard first (auth:), with the model its path
+	// names as the gateway reads it: before anything is looked up or read.
+	rest, ok := bytes.CutPrefix(path, []byte("/v2/models/"))
+	var name []byte
+	if ok {
+		name, rest, _ = bytes.Cut(rest, []byte("/"))
+	}
+	repo, isRepo := bytes.CutPrefix(path, []byte("/v2/repository/models/"))
+	if isRepo {
+		name, _, _ = bytes.Cut(repo, []byte("/"))
+	}
+	if !bytes.HasPrefix(path, []byte("/v2/health/")) && !s.guard(ctx, name, path) {
+		if string(path) == "/metrics" {
+			return "", epMetrics
+		}
+		return "", epOther
+	}
+	switch string(path) {
+	case "/metrics":
+		return "", s.only(ctx, "GET", epMetrics, s.serveMetrics)
+	case "/v2":
+		return "", s.only(ctx, "GET", epMetadata, s.serverMetadata)
 	case "/v2/repository/index":
 		return "", s.only(ctx, "POST", epMetadata, s.repositoryIndex)
 	case "/recognize":
@@ -83,8 +102,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 		}
 		return name, s.only(ctx, "POST", epRecog, func(ctx *fasthttp.RequestCtx) { s.recognize(ctx, name) })
 	}
-	if rest, ok := bytes.CutPrefix(path, []byte("/v2/repository/models/")); ok {
-		name, action, _ := bytes.Cut(rest, []byte("/"))
+	if isRepo {
+		name, action, _ := bytes.Cut(repo, []byte("/"))
 		if string(action) == "load" || string(action) == "unload" {
 			// No model label: the name is the client's, and labels must not
 			// grow with what clients send.
@@ -94,12 +113,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 	if statsPath(path) {
 		return "", s.only(ctx, "GET", epMetadata, func(ctx *fasthttp.RequestCtx) { s.modelStatistics(ctx, nil) })
 	}
-	rest, ok := bytes.CutPrefix(path, []byte("/v2/models/"))
 	if !ok {
 		writeError(ctx, httperr.Errorf(http.StatusNotFound, "no route for %s %s", ctx.Method(), path))
 		return "", epOther
 	}
-	name, rest, _ := bytes.Cut(rest, []byte("/"))
 	m := s.models.Acquire(string(name))
 	if m == nil {
 		if s.loading.Load() && s.configured(string(name)) {
@@ -208,9 +225,17 @@ func (s *Server) modelList() string {
 
 // handleTransportError answers errors fasthttp meets before a handler runs:
 // a body over the limit, a malformed request, a read timeout, a request
-// line or headers over the read buffer. The answer never echoes the
-// request (fasthttp's error texts quote up to 4 KiB of it).
+// line or headers over the read buffer; a failed TLS handshake it counts.
+// The answer never echoes the request (fasthttp's error texts quote up to
+// 4 KiB of it).
 func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
+	if c, ok := ctx.Conn().(*tlsConn); ok && !c.ConnectionState().HandshakeComplete {
+		// A TLS handshake that failed or never finished (TLS 1.0 or 1.1,
+		// plain HTTP on the HTTPS port, a client that stalled): there is no
+		// HTTP to answer, nor a request to count.
+		s.stats.connRejected("tls_handshake")
+		return
+	}
 	ctx.Response.Header.Set("X-Inferd-Replica", s.replica)
 	var te interface{ Timeout() bool }
 	var small *fasthttp.ErrSmallBuffer
@@ -220,7 +245,7 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &te) && te.Timeout():
 		writeError(ctx, httperr.Errorf(http.StatusRequestTimeout, "request not read within server.read_timeout (%s)", s.cfg.Server.ReadTimeout))
 	case errors.As(err, &small):
-		if c, ok := ctx.Conn().(*limitedConn); ok && c.inFirstLine() {
+		if c := limited(ctx.Conn()); c != nil && c.inFirstLine() {
 			writeError(ctx, httperr.Errorf(http.StatusRequestURITooLong, "request line longer than %d bytes: shorten the URL", readBufferSize))
 		} else {
 			writeError(ctx, httperr.Errorf(http.StatusRequestHeaderFieldsTooLarge, "request headers larger than %d bytes", readBufferSize))

@@ -19,9 +19,11 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/inferd/inferd/auth"
 	"github.com/inferd/inferd/budget"
 	"github.com/inferd/inferd/config"
 	"github.com/inferd/inferd/host"
+	"github.com/inferd/inferd/tlscert"
 )
 
 // Version is the server version reported by GET /v2.
@@ -42,6 +44,15 @@ type Server struct {
 	budget   *budget.Budget // what requests may hold at once (server.memory_limit)
 	draining atomic.Bool
 	stats    *serverMetrics
+	// auth checks API keys and counts requests per tenant (auth:).
+	auth *auth.Auth
+
+	// secMu guards what LoadSecurity sets: tls (nil: plain HTTP), whether
+	// it has loaded (secured), and whether Serve has begun (serving: TLS
+	// can no longer be turned on or off).
+	secMu            sync.Mutex
+	tls              *tlscert.Store
+	secured, serving bool
 
 	drainHooks []func()
 
@@ -68,6 +79,7 @@ func New(cfg *config.Config, set *metrics.Set, log *slog.Logger) *Server {
 	}
 	s.models = host.NewSet(s.env())
 	s.stats = newServerMetrics(set)
+	s.auth = auth.New(set)
 	s.budget = budget.New(int64(cfg.Server.MemoryLimit), 0, set)
 	s.http = &fasthttp.Server{
 		Handler:      s.handle,
@@ -180,14 +192,34 @@ func (s *Server) Ready() bool {
 	return true
 }
 
-// Serve serves HTTP on ln until Shutdown.
+// Serve serves HTTP on ln until Shutdown, or HTTPS with tls: set.
 // Connections are limited per client address
 // (server.max_connections_per_client) and in all (max_connections, with a
-// reserve for health and metrics).
+// reserve for health and metrics), counted before any TLS handshake. It
+// loads the keys file and the certificate first (LoadSecurity) unless they
+// were loaded; when they do not load, it closes ln and returns why.
 func (s *Server) Serve(ln net.Listener) error {
-	s.log.Info("listening", "addr", ln.Addr().String(), "replica", s.replica)
+	s.secMu.Lock()
+	loaded := s.secured
+	s.secMu.Unlock()
+	if !loaded {
+		if err := s.LoadSecurity(s.cfg); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	s.secMu.Lock()
+	s.serving = true
+	store := s.tls
+	s.secMu.Unlock()
 	lim := newConnLimiter(ln, s.cfg.Server.MaxConnections, s.cfg.Server.MaxConnectionsPerClient, s.stats.connRejected)
-	return s.http.Serve(lim)
+	var l net.Listener = lim
+	scheme := "http"
+	if store != nil {
+		l, scheme = &tlsListener{connLimiter: lim, config: store.Config()}, "https"
+	}
+	s.log.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "replica", s.replica, "auth", s.auth.Settings().Enabled)
+	return s.http.Serve(l)
 }
 
 // Shutdown stops the server in order, logging each step's duration:

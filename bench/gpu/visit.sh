@@ -293,17 +293,114 @@ sweep() {
 	cat "$f"
 	py sweep "$details" "$1 $2" "$f"
 }
-# measure NAME MODEL_PATH INSTANCES MAX_BATCH CUDA_YAML: the full sweeps.
+# telemetry NAME: inferd's GPU series (gpustat, through NVML) against
+# nvidia-smi, both read at the same moment: utilisation, memory used and
+# total, temperature checked within tolerances, power and SM clock shown
+# beside. One row in the summary, every figure in telemetry-NAME.txt. It
+# runs beside a sweep so that utilisation is not idle; it never stops the
+# visit.
+telemetry() {
+	timeout 30 "$PY" - "$here" "$details" "$1" "$url/metrics" <<-'PY'
+		import re, subprocess, sys, time, urllib.request
+		here, details, name, url = sys.argv[1:5]
+		sys.dont_write_bytecode = True
+		sys.path.insert(0, here)
+		from visit import record
+		q = "index,uuid,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw,clocks.sm"
+		t0 = time.time()
+		try:
+		    smi = subprocess.Popen(["nvidia-smi", "--query-gpu=" + q, "--format=csv,noheader,nounits"],
+		                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+		except OSError as e:
+		    smi = None
+		    print("telemetry: nvidia-smi: %s" % e)
+		try:
+		    text = urllib.request.urlopen(url, timeout=10).read().decode()
+		except Exception as e:
+		    text = ""
+		    print("telemetry: /metrics: %s" % e)
+		t1 = time.time()
+		out = smi.communicate(timeout=20)[0] if smi else ""
+		t2 = time.time()
+		series = {}  # uuid -> family -> value
+		for m in re.finditer(r'^inferd_gpu_(\w+)\{[^}]*uuid="([^"]*)"[^}]*\} (\S+)$', text, re.M):
+		    series.setdefault(m.group(2), {})[m.group(1)] = float(m.group(3))
+		nseries = sum(len(v) for v in series.values())
+		def num(v):
+		    try:
+		        return float(v)
+		    except ValueError:
+		        return None  # [N/A], [Not Supported]
+		# name, inferd family, inferd scale to nvidia-smi's unit, tolerance
+		# (absolute, in nvidia-smi's unit, as a function of its value; None:
+		# shown, not checked), unit.
+		checks = [
+		    ("util", "utilization_ratio", 100, lambda v: 15, "%"),
+		    ("mem used", "memory_used_bytes", 2**-20, lambda v: max(256, 0.02 * v), "MiB"),
+		    ("mem total", "memory_total_bytes", 2**-20, lambda v: 0.01 * v, "MiB"),
+		    ("temp", "temperature_celsius", 1, lambda v: 3, "C"),
+		    ("power", "power_watts", 1, None, "W"),
+		    ("SM clock", "sm_clock_hertz", 1e-6, None, "MHz"),
+		]
+		lines, notes, bad, checked = [], [], [], 0
+		for row in out.strip().splitlines():
+		    f = [x.strip() for x in row.split(",")]
+		    if len(f) != 8 or not f[0].isdigit():
+		        lines.append("nvidia-smi: " + row)
+		        bad.append("nvidia-smi output")
+		        continue
+		    idx, uuid, vals = f[0], f[1], [num(x) for x in f[2:]]
+		    got = series.get(uuid)
+		    if not got:
+		        bad.append("gpu%s: no series" % idx)
+		        lines.append("gpu%s %s: nvidia-smi %s; no inferd_gpu_ series for this uuid" % (idx, uuid, f[2:]))
+		        continue
+		    parts = []
+		    for (what, fam, scale, tol, unit), want in zip(checks, vals):
+		        have = got.get(fam)
+		        have = None if have is None else have * scale
+		        verdict = "shown"
+		        if tol is not None:
+		            if have is None or want is None:
+		                verdict = "MISSING" if want is not None else "n/a"
+		            else:
+		                checked += 1
+		                verdict = "ok" if abs(have - want) <= tol(want) else "MISMATCH"
+		            if verdict in ("MISSING", "MISMATCH"):
+		                bad.append("gpu%s %s" % (idx, what))
+		        h = "-" if have is None else "%.0f" % have
+		        w = "-" if want is None else "%.0f" % want
+		        lines.append("gpu%s %-9s inferd %10s  nvidia-smi %10s %-3s  %s" % (idx, what, h, w, unit, verdict))
+		        parts.append("%s %s/%s %s" % (what, h, w, unit))
+		    notes.append("gpu%s: %s" % (idx, ", ".join(parts)))
+		verdict = "MISMATCH" if bad else ("ok" if checked else "no GPU")
+		head = ["telemetry %s: %d inferd_gpu_ series; /metrics read at +%.2fs, nvidia-smi done at +%.2fs" % (name, nseries, t1 - t0, t2 - t0),
+		        "tolerances: util 15 points, memory used max(256 MiB, 2%), total 1%, temperature 3 C; power and SM clock shown"]
+		with open("%s/telemetry-%s.txt" % (details, name), "w") as fp:
+		    fp.write("\n".join(head + lines + ["", "nvidia-smi --query-gpu=" + q, out, "/metrics (inferd_gpu_):"] +
+		                       [l for l in text.splitlines() if "inferd_gpu_" in l]) + "\n")
+		print("\n".join(head + lines))
+		record(details, "telemetry", "%s: inferd_gpu_ vs nvidia-smi" % name, verdict, "",
+		       "; ".join(notes + (["problems: " + ", ".join(bad)] if bad else [])) +
+		       " (inferd/nvidia-smi, %d series, %d checks, read %.2f s apart)" % (nseries, checked, t2 - t0))
+	PY
+}
+# measure NAME MODEL_PATH INSTANCES MAX_BATCH CUDA_YAML: the full sweeps,
+# with the GPU telemetry checked 5 s into the first (under load).
 measure() {
 	serve "$1" "$2" "$3" "$4" "${5:-}" || return 0
+	local tpid=
+	if [ $gpu = 1 ]; then
+		(sleep 5 && telemetry "$1") >"$work/telemetry-$1.out" 2>&1 &
+		tpid=$!
+	fi
 	sweep "$1" infer-binary "$cc_binary"
+	if [ -n "$tpid" ]; then
+		wait "$tpid"
+		cat "$work/telemetry-$1.out"
+	fi
 	sweep "$1" classify "$cc_classify"
 	py fetch "$url/metrics" "$details/metrics-$1.txt"
-	if [ $gpu = 1 ]; then
-		nvidia-smi --query-gpu=utilization.gpu,memory.used,power.draw,temperature.gpu,clocks.sm --format=csv | tee "$details/nvidia-smi-$1.csv"
-		n=$(grep -cE '^inferd_gpu_|^gpu_|^nv_gpu' "$details/metrics-$1.txt")
-		py record "$details" telemetry "$1: GPU series on /metrics" "$n" "" "nvidia-smi at the same time: $(sed -n 2p "$details/nvidia-smi-$1.csv")"
-	fi
 	stop
 }
 if [ $gpu = 1 ]; then

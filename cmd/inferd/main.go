@@ -3,6 +3,7 @@
 // batching on ONNX Runtime, CUDA or CPU.
 //
 //	inferd [-config inferd.yaml] [-listen :8000] [-consul ADDR] [-check-config]
+//	inferd -new-key TENANT
 //
 // -check-config reports every problem startup would meet short of opening
 // the models' sessions (values, flags, the files the config names, the
@@ -12,8 +13,10 @@
 // With register.enabled (or -consul) the replica registers itself in Consul
 // once its models are loaded and deregisters at the end of its shutdown.
 // SIGTERM or SIGINT shuts down gracefully; SIGHUP reloads the models of the
-// config file without dropping a request (the other sections need a
-// restart).
+// config file without dropping a request, and re-reads the auth section
+// with its keys file and the TLS certificate (the other sections need a
+// restart). -new-key prints a new API key for a tenant, once, and the
+// entry that adds its hash to the keys file.
 package main
 
 import (
@@ -32,8 +35,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/inferd/inferd/auth"
 	"github.com/inferd/inferd/budget"
 	"github.com/inferd/inferd/config"
+	"github.com/inferd/inferd/gpustat"
 	"github.com/inferd/inferd/register"
 	"github.com/inferd/inferd/server"
 )
@@ -55,9 +60,13 @@ func run() error {
 	check := flag.Bool("check-config", false, "check the config and flags as startup does, short of opening sessions (values, the files it names, the model files' inputs and outputs), print every problem, and exit")
 	consul := flag.String("consul", "", "register in the Consul agent at this HTTP address (turns register.enabled on)")
 	verbose := flag.Bool("v", false, "log debug lines")
+	newKey := flag.String("new-key", "", "print a new API key for this tenant, once, and the keys file entry of its hash, and exit")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q (flags only; see -h)", flag.Args())
+	}
+	if *newKey != "" {
+		return auth.WriteNewKey(os.Stdout, *newKey)
 	}
 
 	level := slog.LevelInfo
@@ -82,6 +91,10 @@ func run() error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	srv := server.New(cfg, nil, log)
+	defer gpustat.Register(srv.Metrics(), log).Close() // per-GPU series on /metrics; one log line and none without NVML
+	if err := srv.LoadSecurity(cfg); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -222,9 +235,10 @@ func modelMeta(srv *server.Server) map[string]string {
 }
 
 // reload re-reads the config file on SIGHUP and serves its models: added,
-// changed and removed ones without dropping a request (server.Reload). The
-// other sections need a restart, and the log says which changed. A file
-// that does not load, or a model that does not open, changes nothing.
+// changed and removed ones without dropping a request (server.Reload); and
+// its auth section, keys file and TLS certificate (server.LoadSecurity).
+// The other sections need a restart, and the log says which changed. A
+// file that does not load, or a model that does not open, changes nothing.
 func reload(path string, fl overrides, cur *config.Config, srv *server.Server, reg *register.Registrar, log *slog.Logger) {
 	if path == "" {
 		log.Warn("SIGHUP: no -config file to reload; serving the built-in default as before")
@@ -249,7 +263,12 @@ func reload(path string, fl overrides, cur *config.Config, srv *server.Server, r
 	}
 	if len(restart) > 0 {
 		slices.Sort(restart)
-		log.Warn("reload applies models only: restart the replica for the other changes", "changed", restart)
+		log.Warn("reload applies models, auth and the TLS certificate only: restart the replica for the other changes", "changed", restart)
+	}
+	if err := srv.LoadSecurity(next); err != nil {
+		log.Error("reload of auth or tls failed; what failed serves as before", "err", err)
+	} else {
+		log.Info("reloaded auth and tls", "auth", next.Auth.Enabled, "tenants", len(srv.Auth().Tenants()), "tls", next.TLS.Enabled())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cur.Server.ShutdownTimeout)
 	defer cancel()
