@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -87,6 +88,8 @@ func TestTestdata(t *testing.T) {
 		"model-dir.bad.yml":      `config: models[0].path "testdata": not a regular file, want an ONNX file`,
 		"not-onnx.bad.yml":       `config: models[0].path "testdata/not-onnx.onnx": not an ONNX model: onnx runtime says: failed to load model because protobuf parsing failed (37 bytes)`,
 		"empty-onnx.bad.yml":     `config: models[0].path "testdata/empty.onnx": not an ONNX model: the file is empty`,
+		"dynamic-unbatched.bad.yml": `config: models[0].path "testdata/dynamic-unbatched.onnx": input "input0" has shape [2,N]: dimension 1 is dynamic, ` +
+			`and the model has no batch dimension (input "input1" [3] shares no batch dimension with input "input0" [2,N]), so every dimension must be fixed`,
 		// The keys file and the certificate, as the server loads them.
 		"auth-key-in-clear.bad.yml": `config: auth.keys_file "testdata/keys-in-clear.yaml": tenants.ci.keys[0]: want 64 hex digits, the SHA-256 of a key (inferd -new-key ci), not the key`,
 		"auth-missing-keys.bad.yml": `config: auth.keys_file "/nope-keys.yaml": no such file or directory`,
@@ -99,7 +102,7 @@ func TestTestdata(t *testing.T) {
 		"mean-without-std.bad.yml":     "config: models[0].preprocess.std[0] is 0: expected a finite number > 0 (set all three, or leave mean and std both zero for ImageNet's)",
 		"resample-float-uint8.bad.yml": `config: models[0].preprocess.resample "float" takes dtype "float32", not "uint8"`,
 	}
-	needORT := map[string]bool{"not-onnx.bad.yml": true, "empty-onnx.bad.yml": true}
+	needORT := map[string]bool{"not-onnx.bad.yml": true, "empty-onnx.bad.yml": true, "dynamic-unbatched.bad.yml": true, "oip-example.good.yml": true}
 	files, _ := filepath.Glob("testdata/*.yml")
 	if len(files) == 0 {
 		t.Fatal("no testdata")
@@ -404,5 +407,29 @@ func TestCheckAuthAndTLS(t *testing.T) {
 	}
 	if err := bad.Check(); err == nil || err.Error() != strings.Join(want, "\n") {
 		t.Errorf("check said\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// The ONNX files of testdata are the pass-through models package model
+// writes (model.WritePassThrough): regenerate them if this fails.
+func TestPassThroughTestdata(t *testing.T) {
+	for name, ins := range map[string][]model.Tensor{
+		"testdata/oip-example.onnx": model.OIPExample,
+		"testdata/dynamic-unbatched.onnx": {
+			{Name: "input0", Datatype: "UINT32", Shape: []int64{2, -1}},
+			{Name: "input1", Datatype: "BOOL", Shape: []int64{3}},
+		},
+	} {
+		var buf bytes.Buffer
+		if err := model.WritePassThrough(&buf, ins); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, buf.Bytes()) {
+			t.Errorf("%s differs from what model.WritePassThrough writes for %+v", name, ins)
+		}
 	}
 }

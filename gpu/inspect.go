@@ -12,8 +12,10 @@ import (
 
 // Inspect reads the inputs and outputs the ONNX file at path declares and
 // checks them as Open does before it creates sessions: each a tensor of an
-// element type inferd serves, every dimension but the first fixed, at least
-// one input and one output. It creates no session to keep (ONNX Runtime
+// element type inferd serves, at least one input and one output, and
+// shapes inferd can serve (every dimension but a shared batch dimension
+// fixed; a model whose tensors share none is served unbatched, and the
+// tensors it returns say so: TensorInfo.Batched). It creates no session to keep (ONNX Runtime
 // parses the file in a temporary one) and allocates no device memory, so
 // a config check can call it.
 //
@@ -60,6 +62,9 @@ func Inspect(library, path string) (inputs, outputs []TensorInfo, err error) {
 	}
 	if len(inputs) == 0 || len(outputs) == 0 {
 		return nil, nil, &badModel{msg: fmt.Sprintf("the model has %d inputs and %d outputs; want at least one of each", len(inputs), len(outputs))}
+	}
+	if _, _, err := layout(inputs, outputs); err != nil {
+		return nil, nil, &badModel{msg: strings.TrimPrefix(err.Error(), ErrBadModel.Error()+": ")}
 	}
 	return inputs, outputs, nil
 }

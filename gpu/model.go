@@ -37,6 +37,11 @@ type Model struct {
 	inputs   []TensorInfo
 	outputs  []TensorInfo
 	maxBatch int
+	// batched is false for a model whose tensors share no batch
+	// dimension (layout): it runs one request of the file's shapes at a
+	// time, and unbatchedWhy says why.
+	batched      bool
+	unbatchedWhy string
 	// bucketOf[n] is the index in buckets of the smallest bucket >= n rows,
 	// for n in 1..maxBatch: Acquire looks a batch's bucket up, it does not
 	// search for it.
@@ -141,6 +146,14 @@ func (m *Model) readInfo(data []byte) error {
 	if len(m.inputs) == 0 || len(m.outputs) == 0 {
 		return fmt.Errorf("%w: %s has %d inputs and %d outputs; want at least one of each", ErrBadModel, m.path, len(m.inputs), len(m.outputs))
 	}
+	if m.batched, m.unbatchedWhy, err = layout(m.inputs, m.outputs); err != nil {
+		return fmt.Errorf("%s: %w", m.path, err)
+	}
+	if !m.batched {
+		// One request per run, the tensors as the file shapes them.
+		m.setBuckets(1, []int{1})
+		return nil
+	}
 	m.setBuckets(m.opts.MaxBatch, m.opts.Buckets)
 	if m.fixedBatch() {
 		// A model whose batch dimension is fixed runs at that size only.
@@ -150,9 +163,10 @@ func (m *Model) readInfo(data []byte) error {
 	return nil
 }
 
-// fixedBatch reports whether the model's batch dimension is a fixed size.
+// fixedBatch reports whether the model's batch sizes are fixed: its batch
+// dimension is a fixed size, or it has none.
 func (m *Model) fixedBatch() bool {
-	return slices.ContainsFunc(slices.Concat(m.inputs, m.outputs), func(t TensorInfo) bool { return t.Shape[0] > 0 })
+	return !m.batched || slices.ContainsFunc(slices.Concat(m.inputs, m.outputs), func(t TensorInfo) bool { return t.Shape[0] > 0 })
 }
 
 // pick returns the tensors named in want, in that order; all when want is
@@ -380,7 +394,9 @@ func (m *Model) allocate(inst *instance) error {
 
 func newTensor(t TensorInfo, rows int, buf []byte) (ort.Value, error) {
 	shape := slices.Clone(t.Shape)
-	shape[0] = int64(rows)
+	if t.Batched() {
+		shape[0] = int64(rows)
+	}
 	n := rows * t.RowBytes()
 	if n == 0 {
 		return nil, fmt.Errorf("%w: tensor %q has zero-sized rows", ErrBadModel, t.Name)
@@ -444,8 +460,17 @@ func (m *Model) Device() Device { return m.device }
 // FallbackReason says why a cuda model runs on cpu; empty when it does not.
 func (m *Model) FallbackReason() string { return m.fallback }
 
-// MaxBatch is the largest batch one run takes.
+// MaxBatch is the largest batch one run takes: 1 for an unbatched model.
 func (m *Model) MaxBatch() int { return m.maxBatch }
+
+// Batched reports whether the model's tensors share a batch dimension
+// (Shape[0]). An unbatched model runs one request at a time, its tensors
+// exactly as the file shapes them; one "row" is the whole tensor.
+func (m *Model) Batched() bool { return m.batched }
+
+// UnbatchedReason says why the model is served unbatched; empty when it is
+// batched.
+func (m *Model) UnbatchedReason() string { return m.unbatchedWhy }
 
 // setBuckets sets the largest batch and the buckets, and indexes them.
 func (m *Model) setBuckets(maxBatch int, buckets []int) {

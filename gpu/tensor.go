@@ -3,30 +3,48 @@ package gpu
 import (
 	"fmt"
 	"slices"
+	"strconv"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
 
 // TensorInfo describes one model input or output as the model file declares
 // it. Datatype uses the KServe v2 names (FP32, FP16, UINT8, INT64, ...).
-// Shape has -1 for a symbolic dimension; Shape[0] is the batch dimension.
+// Shape has -1 for a symbolic dimension; Shape[0] is the batch dimension of
+// a batched model's tensor. A tensor of an unbatched model (Batched false)
+// has no batch dimension: its Shape is fixed, and one "row" is the whole
+// tensor.
 type TensorInfo struct {
-	Name     string
-	Datatype string
-	Shape    []int64
-	elemType ort.TensorElementDataType
+	Name      string
+	Datatype  string
+	Shape     []int64
+	elemType  ort.TensorElementDataType
+	unbatched bool
 }
+
+// Batched reports whether Shape[0] is a batch dimension; false for the
+// tensors of a model served unbatched (Model.Batched).
+func (t TensorInfo) Batched() bool { return !t.unbatched }
 
 // ElemSize is the size of one element in bytes.
 func (t TensorInfo) ElemSize() int { return elemSizes[t.Datatype] }
 
-// RowShape is the shape of one batch row: Shape without the batch dimension.
-func (t TensorInfo) RowShape() []int64 { return slices.Clone(t.Shape[1:]) }
+// RowShape is the shape of one batch row: Shape without the batch
+// dimension; the whole Shape when the tensor has none.
+func (t TensorInfo) RowShape() []int64 { return slices.Clone(t.rowDims()) }
 
-// RowElems is the number of elements in one batch row.
+func (t TensorInfo) rowDims() []int64 {
+	if t.unbatched {
+		return t.Shape
+	}
+	return t.Shape[1:]
+}
+
+// RowElems is the number of elements in one batch row (of the whole
+// tensor when it has no batch dimension).
 func (t TensorInfo) RowElems() int {
 	n := 1
-	for _, d := range t.Shape[1:] {
+	for _, d := range t.rowDims() {
 		n *= int(d)
 	}
 	return n
@@ -56,8 +74,8 @@ var elemSizes = map[string]int{
 }
 
 // tensorInfo converts ONNX Runtime's description, checking that the tensor
-// can be served in batches: a tensor type we support, a batch dimension
-// first, and every other dimension fixed.
+// is one inferd serves: a tensor of a type it supports, of rank 1 or more.
+// Its dimensions are checked with the model's other tensors (layout).
 func tensorInfo(kind string, io ort.InputOutputInfo) (TensorInfo, error) {
 	if io.OrtValueType != ort.ONNXTypeTensor {
 		return TensorInfo{}, fmt.Errorf("%w: %s %q is a %s, not a tensor", ErrBadModel, kind, io.Name, io.OrtValueType)
@@ -66,17 +84,87 @@ func tensorInfo(kind string, io ort.InputOutputInfo) (TensorInfo, error) {
 	if !ok {
 		return TensorInfo{}, fmt.Errorf("%w: %s %q has element type %s, which inferd does not serve", ErrBadModel, kind, io.Name, io.DataType)
 	}
-	shape := []int64(io.Dimensions)
+	shape := slices.Clone([]int64(io.Dimensions))
 	if len(shape) == 0 {
-		return TensorInfo{}, fmt.Errorf("%w: %s %q is a scalar; want a batch dimension first", ErrBadModel, kind, io.Name)
+		return TensorInfo{}, fmt.Errorf("%w: %s %q is a scalar; inferd serves tensors of one dimension or more", ErrBadModel, kind, io.Name)
 	}
-	for i, d := range shape[1:] {
+	for i, d := range shape {
 		if d <= 0 {
-			return TensorInfo{}, fmt.Errorf("%w: %s %q has shape %v: dimension %d is symbolic; only the batch dimension (first) may be", ErrBadModel, kind, io.Name, shape, i+1)
+			shape[i] = -1
 		}
 	}
-	if shape[0] <= 0 {
-		shape[0] = -1
+	return TensorInfo{Name: io.Name, Datatype: dt, Shape: shape, elemType: io.DataType}, nil
+}
+
+// layout decides how a model whose tensors are ins and outs is served, and
+// marks them. Batched: every tensor's first dimension is symbolic or one
+// fixed size shared by all, and every other dimension is fixed. Unbatched
+// (one request per run, shapes exactly as the file gives them): the first
+// dimensions differ, and every dimension is fixed; why says which tensor
+// has no batch dimension. Anything else cannot be served: an ErrBadModel
+// error that names the tensor and the dimension.
+func layout(ins, outs []TensorInfo) (batched bool, why string, err error) {
+	all := slices.Concat(ins, outs)
+	kind := func(i int) string {
+		if i < len(ins) {
+			return "input"
+		}
+		return "output"
 	}
-	return TensorInfo{Name: io.Name, Datatype: dt, Shape: slices.Clone(shape), elemType: io.DataType}, nil
+	batched = true
+	first := -1 // the first tensor with a fixed first dimension
+	for i, t := range all {
+		if t.Shape[0] < 0 {
+			continue
+		}
+		if first < 0 {
+			first = i
+			continue
+		}
+		if f := all[first]; t.Shape[0] != f.Shape[0] {
+			batched = false
+			why = fmt.Sprintf("%s %q %s shares no batch dimension with %s %q %s", kind(i), t.Name, shapeText(t.Shape), kind(first), f.Name, shapeText(f.Shape))
+			break
+		}
+	}
+	for i, t := range all {
+		from := 1
+		if !batched {
+			from = 0
+		}
+		for d := from; d < len(t.Shape); d++ {
+			if t.Shape[d] > 0 {
+				continue
+			}
+			if batched {
+				return false, "", fmt.Errorf("%w: %s %q has shape %s: dimension %d is dynamic; only the batch dimension (first) may be", ErrBadModel, kind(i), t.Name, shapeText(t.Shape), d)
+			}
+			return false, "", fmt.Errorf("%w: %s %q has shape %s: dimension %d is dynamic, and the model has no batch dimension (%s), so every dimension must be fixed", ErrBadModel, kind(i), t.Name, shapeText(t.Shape), d, why)
+		}
+	}
+	if !batched {
+		for i := range ins {
+			ins[i].unbatched = true
+		}
+		for i := range outs {
+			outs[i].unbatched = true
+		}
+	}
+	return batched, why, nil
+}
+
+// shapeText writes a shape as [N,3,224,224], N for a dynamic dimension.
+func shapeText(s []int64) string {
+	b := []byte{'['}
+	for i, d := range s {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if d < 0 {
+			b = append(b, 'N')
+		} else {
+			b = strconv.AppendInt(b, d, 10)
+		}
+	}
+	return string(append(b, ']'))
 }

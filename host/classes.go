@@ -7,7 +7,7 @@ import (
 )
 
 // Class is one class of a classification: its index in the model's
-// output and its probability.
+// output and its probability (from TopK: the raw output value).
 type Class struct {
 	Index int
 	Prob  float32
@@ -18,14 +18,36 @@ type Class struct {
 // as the model's softmax setting says (auto: when the scores are not
 // already a distribution).
 func (m *Model) Classes(row []byte, k int) []Class {
-	scores := make([]float32, len(row)/4)
-	for i := range scores {
-		scores[i] = math.Float32frombits(binary.LittleEndian.Uint32(row[4*i:]))
-	}
+	scores := decodeFP32(row)
 	if m.softmax == "true" || (m.softmax == "auto" && !isDistribution(scores)) {
 		softmax(scores)
 	}
 	return topK(scores, k)
+}
+
+// TopK returns the k highest of row's FP32 scores as the model gave
+// them, highest first, ties by lower index, k clamped to the row: what
+// Triton's classification extension ranks and reports (raw output values,
+// no softmax, whatever the model's softmax setting).
+func TopK(row []byte, k int) []Class {
+	return topK(decodeFP32(row), k)
+}
+
+// LabelOf returns class i's label from the labels file, and false when
+// the model has no label for i (no labels file, or a short one).
+func (m *Model) LabelOf(i int) (string, bool) {
+	if i >= 0 && i < len(m.labels) {
+		return m.labels[i], true
+	}
+	return "", false
+}
+
+func decodeFP32(row []byte) []float32 {
+	scores := make([]float32, len(row)/4)
+	for i := range scores {
+		scores[i] = math.Float32frombits(binary.LittleEndian.Uint32(row[4*i:]))
+	}
+	return scores
 }
 
 // Label names class i: its label from the labels file, else its index.

@@ -159,6 +159,22 @@ func TestTopK(t *testing.T) {
 	}
 }
 
+// TopK ranks the raw FP32 bytes and reports them unchanged: logits stay
+// logits (Triton's classification extension), no softmax.
+func TestTopKRaw(t *testing.T) {
+	var row []byte
+	for _, v := range []float32{-3, 7.5, -0.25, 7.5} {
+		row = binary.LittleEndian.AppendUint32(row, math.Float32bits(v))
+	}
+	want := []Class{{1, 7.5}, {3, 7.5}, {2, -0.25}}
+	if got := TopK(row, 3); !slices.Equal(got, want) {
+		t.Errorf("TopK = %v, want %v", got, want)
+	}
+	if got := TopK(row, 10); len(got) != 4 || got[3] != (Class{0, -3}) {
+		t.Errorf("TopK with k beyond the row = %v, want all 4", got)
+	}
+}
+
 func TestSoftmax(t *testing.T) {
 	x := []float32{1000, 1000, 999} // large logits must not overflow
 	softmax(x)

@@ -16,7 +16,8 @@ type Job struct {
 	rows int
 	in   [][]byte // per input: rows*inBytes[i], contiguous
 	out  [][]byte // per output: rows*outBytes[i], filled by the runner
-	// shapes per output: [rows, row dims...], for the response
+	// shapes per output: [rows, row dims...], for the response; the
+	// file's shape for an unbatched model
 	shapes  [][]int64
 	own     [][]byte   // input buffers the job owns (images), reused
 	inBytes []int      // the model's row bytes per input
@@ -37,7 +38,8 @@ func (m *Model) newJob() *Job {
 	return j
 }
 
-// GetJob returns a job for a request of rows rows (1..MaxBatch), at
+// GetJob returns a job for a request of rows rows (1..MaxBatch; 1, the
+// whole tensors, for an unbatched model), at
 // priority 0 with the default timeout; PutJob gives it back once the
 // response no longer needs its outputs.
 func (m *Model) GetJob(rows int) *Job {
@@ -48,7 +50,9 @@ func (m *Model) GetJob(rows int) *Job {
 	j.req.Timeout = 0
 	for i, rb := range m.outBytes {
 		j.out[i] = grow(j.out[i], rows*rb)
-		j.shapes[i][0] = int64(rows)
+		if m.session.Batched() {
+			j.shapes[i][0] = int64(rows)
+		}
 	}
 	return j
 }
@@ -76,7 +80,8 @@ func (j *Job) OwnInput(i int) []byte {
 // Output is output i after Submit: rows × the output's row bytes.
 func (j *Job) Output(i int) []byte { return j.out[i] }
 
-// OutputShape is output i's shape after Submit: [rows, row dims...].
+// OutputShape is output i's shape after Submit: [rows, row dims...], or
+// the file's shape for an unbatched model.
 func (j *Job) OutputShape(i int) []int64 { return j.shapes[i] }
 
 // SetPriority sets the request's priority level (0 highest).

@@ -109,6 +109,10 @@ func Open(c config.Model, env Env) (*Model, error) {
 		}
 		log.Info("device chosen", "model", c.Name, "device", sess.Device().String(), "why", why)
 	}
+	if !sess.Batched() {
+		log.Info("model served unbatched", "model", c.Name, "why", sess.UnbatchedReason(),
+			"effect", "one request per run, tensors of exactly the file's shapes")
+	}
 	m := &Model{Name: c.Name, Path: path, session: sess, softmax: c.Softmax, stats: newModelStats(sess.MaxBatch()), cfg: c,
 		idle: make(chan struct{})}
 	for _, t := range sess.Inputs() {
@@ -252,11 +256,16 @@ func (m *Model) Device() gpu.Device { return m.session.Device() }
 func (m *Model) Session() *gpu.Model { return m.session }
 
 // Inputs describes the model's inputs, in the order Jobs carry them; the
-// first dimension of each shape is the batch.
+// first dimension of each shape is the batch, unless !Batched.
 func (m *Model) Inputs() []gpu.TensorInfo { return m.session.Inputs() }
 
 // Outputs describes the model's outputs, in the order Jobs carry them.
 func (m *Model) Outputs() []gpu.TensorInfo { return m.session.Outputs() }
+
+// Batched reports whether the model's tensors share a batch dimension
+// (Shape[0]). An unbatched model takes one request per run, its tensors
+// exactly as the file shapes them (gpu.Model.Batched).
+func (m *Model) Batched() bool { return m.session.Batched() }
 
 // MaxBatch is the most rows one request or batch may carry.
 func (m *Model) MaxBatch() int { return m.session.MaxBatch() }

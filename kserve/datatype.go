@@ -6,7 +6,8 @@ import (
 )
 
 // Tensor datatypes of the Open Inference Protocol that this package
-// handles. BYTES (variable-length strings) is not supported.
+// handles. BYTES (variable-length strings) is not supported in requests;
+// responses encode it (see AppendBytesElement).
 const (
 	BOOL   = "BOOL"
 	UINT8  = "UINT8"

@@ -15,5 +15,6 @@
 // the caller. Its errors carry the HTTP status to answer with (see Error).
 //
 // Datatypes are the protocol's fixed-size ones: BOOL, UINT8..UINT64,
-// INT8..INT64, FP16, FP32, FP64. BYTES (strings) is rejected.
+// INT8..INT64, FP16, FP32, FP64. BYTES (strings) is rejected in requests;
+// responses can carry it (the classification extension's strings).
 package kserve

@@ -15,7 +15,10 @@ type InferResponse struct {
 	// ID echoes the request's id; omitted when empty.
 	ID string
 	// Outputs are written in order. Each Data must hold exactly the
-	// shape's elements; the encoder writes len(Data)/size elements.
+	// shape's elements; the encoder writes len(Data)/size elements. BYTES
+	// Data is in the binary tensor extension's layout, as
+	// AppendBytesElement writes it: each element a 4-byte little-endian
+	// length, then its bytes.
 	Outputs []Tensor
 	// BinaryOut[i] sends Outputs[i] as binary data after the JSON header
 	// instead of as a JSON array. Missing entries mean JSON.
@@ -29,7 +32,7 @@ type InferResponse struct {
 // equals the appended length when no output is binary, and the server
 // sets Inference-Header-Content-Length to it only when some output is.
 //
-// JSON data is a flat array: integers as integers, BOOL as true/false,
+// JSON data is a flat array: BYTES elements as strings, integers as integers, BOOL as true/false,
 // FP16, FP32 and FP64 each in the shortest form that reads back to the
 // same value of that type (0.1, not 0.099975586, for the half nearest
 // 0.1). JSON has no NaN or infinity: those are written
@@ -82,8 +85,39 @@ func AppendInferResponse(dst []byte, r *InferResponse) (out []byte, headerLen in
 	return dst, headerLen
 }
 
+// AppendBytesElement appends one BYTES element to dst in the binary
+// tensor extension's layout: its length as 4 bytes little-endian, then
+// its bytes (what tritonclient's deserialize_bytes_tensor reads).
+func AppendBytesElement(dst []byte, s string) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s)))
+	return append(dst, s...)
+}
+
+// appendBytesData writes BYTES data, length-prefixed elements, as a JSON
+// array of strings. A truncated last element is written as far as it
+// goes.
+func appendBytesData(dst, data []byte) []byte {
+	dst = append(dst, '[')
+	for i := 0; len(data) >= 4; i++ {
+		n := binary.LittleEndian.Uint32(data)
+		data = data[4:]
+		if uint64(n) > uint64(len(data)) {
+			n = uint32(len(data))
+		}
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, string(data[:n]))
+		data = data[n:]
+	}
+	return append(dst, ']')
+}
+
 // appendData writes tensor bytes as a flat JSON array.
 func appendData(dst []byte, dt string, data []byte) []byte {
+	if dt == BYTES {
+		return appendBytesData(dst, data)
+	}
 	size, ok := DatatypeSize(dt)
 	if !ok {
 		return append(dst, "[]"...)

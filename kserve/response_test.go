@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -264,5 +265,74 @@ func TestMetadataJSON(t *testing.T) {
 	}
 	if want := `{"name":"inferd","version":"0.1.0","extensions":["binary_tensor_data"]}`; string(b) != want {
 		t.Errorf("server metadata %s, want %s", b, want)
+	}
+}
+
+// deserializeBytes decodes a BYTES tensor the way tritonclient's
+// deserialize_bytes_tensor does: repeatedly a 4-byte little-endian length,
+// then that many bytes, to the end of the buffer.
+func deserializeBytes(t *testing.T, b []byte) []string {
+	t.Helper()
+	var out []string
+	for off := 0; off < len(b); {
+		if off+4 > len(b) {
+			t.Fatalf("BYTES data: %d stray bytes at offset %d", len(b)-off, off)
+		}
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		off += 4
+		if off+n > len(b) {
+			t.Fatalf("BYTES data: element of %d bytes at offset %d overruns %d", n, off, len(b))
+		}
+		out = append(out, string(b[off:off+n]))
+		off += n
+	}
+	return out
+}
+
+// BYTES outputs (the classification extension's) go as JSON strings, or
+// in binary as length-prefixed elements with binary_data_size their total.
+func TestResponseBytes(t *testing.T) {
+	elems := []string{"7.500000:1:cat", "", `q"uo\te` + "\n\u00e9"}
+	var data []byte
+	for _, s := range elems {
+		data = AppendBytesElement(data, s)
+	}
+	for _, bin := range []bool{false, true} {
+		r := &InferResponse{ModelName: "m", Outputs: []Tensor{{Name: "cls", Datatype: BYTES, Shape: []int64{1, 3}, Data: data}}, BinaryOut: []bool{bin}}
+		out, hl := AppendInferResponse(nil, r)
+		var doc struct {
+			Outputs []struct {
+				Datatype   string   `json:"datatype"`
+				Shape      []int64  `json:"shape"`
+				Data       []string `json:"data"`
+				Parameters struct {
+					BinaryDataSize int `json:"binary_data_size"`
+				} `json:"parameters"`
+			} `json:"outputs"`
+		}
+		if err := json.Unmarshal(out[:hl], &doc); err != nil {
+			t.Fatalf("binary %v: %v\n%s", bin, err, out[:hl])
+		}
+		o := doc.Outputs[0]
+		if o.Datatype != BYTES || len(o.Shape) != 2 || o.Shape[1] != 3 {
+			t.Fatalf("binary %v: header %s", bin, out[:hl])
+		}
+		got := o.Data
+		if bin {
+			if o.Parameters.BinaryDataSize != len(data) || len(out)-hl != len(data) || o.Data != nil {
+				t.Fatalf("binary: binary_data_size %d, %d bytes after the header, want %d", o.Parameters.BinaryDataSize, len(out)-hl, len(data))
+			}
+			got = deserializeBytes(t, out[hl:])
+		} else if hl != len(out) {
+			t.Fatalf("JSON: header length %d of %d", hl, len(out))
+		}
+		if !slices.Equal(got, elems) {
+			t.Errorf("binary %v: elements %q, want %q", bin, got, elems)
+		}
+	}
+	// A truncated element (not one the server makes) still gives valid JSON.
+	out, _ := AppendInferResponse(nil, &InferResponse{ModelName: "m", Outputs: []Tensor{{Name: "x", Datatype: BYTES, Shape: []int64{1}, Data: []byte{9, 0, 0, 0, 'a', 'b'}}}})
+	if !json.Valid(out) || !bytes.Contains(out, []byte(`"data":["ab"]`)) {
+		t.Errorf("truncated BYTES element: %s", out)
 	}
 }

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"encoding/binary"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -26,6 +28,50 @@ type inferState struct {
 	resp   kserve.InferResponse
 	outIdx []int
 	outBin []bool
+	cls    []byte // the classification outputs' BYTES data, reused
+}
+
+// classify turns out, an FP32 output of shape [rows, classes], into the
+// classification extension's answer as Triton gives it: BYTES of shape
+// [rows, k] (k clamped to classes, as Triton does), each element
+// "value:index" or "value:index:label" for the k highest raw values of its
+// row, highest first. The value is the output's own, not a softmax, printed
+// as C++'s std::to_string prints a float (%f: six decimals).
+func (st *inferState) classify(m *host.Model, out kserve.Tensor, k int) kserve.Tensor {
+	rows, classes := int(out.Shape[0]), int(out.Shape[1])
+	k = min(k, classes)
+	start := len(st.cls)
+	for r := range rows {
+		for _, c := range host.TopK(out.Data[4*classes*r:4*classes*(r+1)], k) {
+			at := len(st.cls)
+			st.cls = append(st.cls, 0, 0, 0, 0) // the length, set below
+			st.cls = appendClassValue(st.cls, c.Prob)
+			st.cls = append(st.cls, ':')
+			st.cls = strconv.AppendInt(st.cls, int64(c.Index), 10)
+			if label, ok := m.LabelOf(c.Index); ok {
+				st.cls = append(st.cls, ':')
+				st.cls = append(st.cls, label...)
+			}
+			binary.LittleEndian.PutUint32(st.cls[at:], uint32(len(st.cls)-at-4))
+		}
+	}
+	// Earlier outputs keep their bytes should a later append move st.cls.
+	return kserve.Tensor{Name: out.Name, Datatype: kserve.BYTES, Shape: []int64{int64(rows), int64(k)}, Data: st.cls[start:len(st.cls):len(st.cls)]}
+}
+
+// appendClassValue prints v as std::to_string(float) does, as Triton's
+// classification strings have it: 7.500000, -0.250000, inf, nan.
+func appendClassValue(b []byte, v float32) []byte {
+	switch f := float64(v); {
+	case math.IsNaN(f):
+		return append(b, "nan"...)
+	case math.IsInf(f, 1):
+		return append(b, "inf"...)
+	case math.IsInf(f, -1):
+		return append(b, "-inf"...)
+	default:
+		return strconv.AppendFloat(b, f, 'f', 6, 64)
+	}
 }
 
 var inferStates = sync.Pool{New: func() any { return new(inferState) }}
@@ -95,9 +141,14 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *host.Model) {
 	resp := &st.resp
 	resp.ModelName, resp.ModelVersion, resp.ID = m.Name, "1", req.ID
 	resp.Outputs, resp.BinaryOut = resp.Outputs[:0], resp.BinaryOut[:0]
+	st.cls = st.cls[:0]
 	for k, oi := range outs {
 		t := m.Outputs()[oi]
-		resp.Outputs = append(resp.Outputs, kserve.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: j.OutputShape(oi), Data: j.Output(oi)})
+		out := kserve.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: j.OutputShape(oi), Data: j.Output(oi)}
+		if len(req.Outputs) > 0 && req.Outputs[k].ClassCount > 0 {
+			out = st.classify(m, out, req.Outputs[k].ClassCount)
+		}
+		resp.Outputs = append(resp.Outputs, out)
 		resp.BinaryOut = append(resp.BinaryOut, binary[k])
 	}
 	// Straight into fasthttp's pooled response buffer: SwapBody hands its
@@ -148,7 +199,7 @@ const maxPooledTensors = 4 << 20
 
 func putInferState(st *inferState) {
 	st.req.Reset() // lets go of the body
-	if st.req.StorageBytes() <= maxPooledTensors {
+	if st.req.StorageBytes() <= maxPooledTensors && cap(st.cls) <= maxPooledTensors {
 		inferStates.Put(st)
 	}
 }
@@ -159,8 +210,12 @@ func inputIndex(req *kserve.InferRequest, name string) int {
 
 // checkInputs matches the request's inputs against the model's: every model
 // input present once, nothing else, datatypes equal, shapes [n, row...]
-// with the same n for all and n within the model's maximum batch.
+// with the same n for all and n within the model's maximum batch; for an
+// unbatched model, shapes exactly the model's, and one row.
 func checkInputs(m *host.Model, req *kserve.InferRequest) (rows int, err error) {
+	if !m.Batched() {
+		return checkUnbatched(m, req)
+	}
 	want := m.Inputs()
 	for _, t := range req.Inputs {
 		if !slices.ContainsFunc(want, func(w gpu.TensorInfo) bool { return w.Name == t.Name }) {
@@ -192,6 +247,32 @@ func checkInputs(m *host.Model, req *kserve.InferRequest) (rows int, err error) 
 	return rows, nil
 }
 
+// checkUnbatched is checkInputs for a model served unbatched: every input
+// has exactly the model's shape, which has no batch dimension, and the
+// request is one run.
+func checkUnbatched(m *host.Model, req *kserve.InferRequest) (rows int, err error) {
+	want := m.Inputs()
+	for _, t := range req.Inputs {
+		if !slices.ContainsFunc(want, func(w gpu.TensorInfo) bool { return w.Name == t.Name }) {
+			return 0, httperr.Errorf(http.StatusBadRequest, "model %q has no input %q (inputs: %s)", m.Name, t.Name, tensorNames(want))
+		}
+	}
+	for _, w := range want {
+		i := inputIndex(req, w.Name)
+		if i < 0 {
+			return 0, httperr.Errorf(http.StatusBadRequest, "input %q is missing (model %q takes %s)", w.Name, m.Name, tensorNames(want))
+		}
+		t := &req.Inputs[i]
+		if t.Datatype != w.Datatype {
+			return 0, httperr.Errorf(http.StatusBadRequest, "input %q: datatype %s, model %q takes %s", w.Name, t.Datatype, m.Name, w.Datatype)
+		}
+		if !slices.Equal(t.Shape, w.Shape) {
+			return 0, httperr.Errorf(http.StatusBadRequest, "input %q: shape %v, model %q takes exactly %s (it has no batch dimension: max_batch_size 0)", w.Name, t.Shape, m.Name, shapeString(w.Shape))
+		}
+	}
+	return 1, nil
+}
+
 // pickOutputs appends to idx and bin the indexes of the outputs to send
 // and whether each goes in binary.
 func pickOutputs(m *host.Model, req *kserve.InferRequest, idx []int, bin []bool) ([]int, []bool, error) {
@@ -207,8 +288,8 @@ func pickOutputs(m *host.Model, req *kserve.InferRequest, idx []int, bin []bool)
 		if i < 0 {
 			return idx, bin, httperr.Errorf(http.StatusBadRequest, "model %q has no output %q (outputs: %s)", m.Name, o.Name, tensorNames(all))
 		}
-		if o.ClassCount > 0 {
-			return idx, bin, httperr.Errorf(http.StatusBadRequest, "output %q: the classification parameter is not supported; use POST /v2/models/%s/classify?top_k=%d", o.Name, m.Name, o.ClassCount)
+		if t := all[i]; o.ClassCount > 0 && (t.Datatype != kserve.FP32 || len(t.Shape) != 2) {
+			return idx, bin, httperr.Errorf(http.StatusBadRequest, "output %q: parameters.classification needs an FP32 output of shape [N,classes], and model %q gives %s %s", o.Name, m.Name, t.Datatype, shapeString(t.Shape))
 		}
 		idx = append(idx, i)
 		bin = append(bin, o.Binary || req.BinaryOutput)

@@ -82,7 +82,8 @@ func tritonType(dt string) string {
 }
 
 // modelConfig serves GET /v2/models/M/config in Triton's layout: dims
-// without the batch dimension, max_batch_size, the batcher as
+// without the batch dimension, max_batch_size (0 and the whole shape for a
+// model served unbatched, as Triton writes it), the batcher as
 // dynamic_batching (Triton's priority levels count from 1, inferd's from
 // 0), the sessions as an instance group.
 func (s *Server) modelConfig(ctx *fasthttp.RequestCtx, m *host.Model) {
@@ -109,11 +110,14 @@ func (s *Server) modelConfig(ctx *fasthttp.RequestCtx, m *host.Model) {
 		},
 		InstanceGroup: []instanceGroup{ig},
 	}
+	if !m.Batched() {
+		c.MaxBatchSize = 0 // Triton's word for "no batch dimension"
+	}
 	for _, t := range m.Inputs() {
-		c.Input = append(c.Input, configTensor{Name: t.Name, DataType: tritonType(t.Datatype), Format: "FORMAT_NONE", Dims: t.Shape[1:]})
+		c.Input = append(c.Input, configTensor{Name: t.Name, DataType: tritonType(t.Datatype), Format: "FORMAT_NONE", Dims: t.RowShape()})
 	}
 	for _, t := range m.Outputs() {
-		c.Output = append(c.Output, configTensor{Name: t.Name, DataType: tritonType(t.Datatype), Dims: t.Shape[1:]})
+		c.Output = append(c.Output, configTensor{Name: t.Name, DataType: tritonType(t.Datatype), Dims: t.RowShape()})
 	}
 	writeValue(ctx, c)
 }
