@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -107,6 +108,18 @@ type Config struct {
 	// perf_analyzer measures by default (Go's client would otherwise ask
 	// for gzip on its own). "gzip" measures it with compression.
 	AcceptEncoding string
+	// Headers are sent with every request: the load's and the probes
+	// around it (metadata, /metrics, statistics), e.g. "Authorization:
+	// Bearer KEY" for a gateway that wants an API key. Each replaces a
+	// header of its name that loadtest would set (Content-Type,
+	// Accept-Encoding); "Host" sets the request's host. Default none.
+	Headers http.Header
+	// CACert is a PEM file of CA certificates that an https URL's
+	// certificate may chain to, beside the system's roots: the load and
+	// the probes verify against both (a gateway's self-signed CA).
+	// Default the system's roots only; an unreadable file or one with no
+	// certificate fails the run before any request.
+	CACert string
 }
 
 // withDefaults fills in defaults and checks the fields.

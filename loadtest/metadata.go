@@ -21,14 +21,15 @@ const probeTimeout = 5 * time.Second
 // probeClient is used for the requests around a run, not for the load.
 var probeClient = &http.Client{Timeout: probeTimeout}
 
-// get fetches base+path, failing on a non-200 answer with its body.
-func get(ctx context.Context, base, path string) ([]byte, error) {
-	return probe(ctx, http.MethodGet, base, path, "")
+// get fetches pr's base+path, failing on a non-200 answer with its body.
+func get(ctx context.Context, pr *prober, path string) ([]byte, error) {
+	return probe(ctx, pr, http.MethodGet, path, "")
 }
 
-// probe sends method to base+path with a JSON body (none when empty),
-// failing on a non-200 answer with its body.
-func probe(ctx context.Context, method, base, path, body string) ([]byte, error) {
+// probe sends method to pr's base+path with a JSON body (none when
+// empty), failing on a non-200 answer with its body.
+func probe(ctx context.Context, pr *prober, method, path, body string) ([]byte, error) {
+	base := pr.base
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	var rd io.Reader
@@ -42,11 +43,15 @@ func probe(ctx context.Context, method, base, path, body string) ([]byte, error)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := probeClient.Do(req)
+	setHeaders(req, pr.header)
+	resp, err := pr.client.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
+		}
+		if uerr := untrusted(base, err); uerr != nil {
+			return nil, uerr
 		}
 		return nil, fmt.Errorf("target %s unreachable: %w", base, err)
 	}
@@ -85,8 +90,9 @@ func (e *statusError) Error() string {
 // server's first, as its repository index lists them (config order).
 // want, when not empty, must be that model: /recognize takes no model, so
 // any other would be a load on one model and a server view of another.
-func recognizeModel(ctx context.Context, base, want string) (string, error) {
-	body, err := probe(ctx, http.MethodPost, base, "/v2/repository/index", "{}")
+func recognizeModel(ctx context.Context, pr *prober, want string) (string, error) {
+	base := pr.base
+	body, err := probe(ctx, pr, http.MethodPost, "/v2/repository/index", "{}")
 	if err != nil {
 		return "", fmt.Errorf("the model of /recognize (the server's first): %w", err)
 	}
@@ -109,8 +115,9 @@ func recognizeModel(ctx context.Context, base, want string) (string, error) {
 
 // fetchMetadata reads the model's metadata, naming the model when the
 // server does not have it.
-func fetchMetadata(ctx context.Context, base, model string) (*kserve.ModelMetadata, error) {
-	body, err := get(ctx, base, "/v2/models/"+url.PathEscape(model))
+func fetchMetadata(ctx context.Context, pr *prober, model string) (*kserve.ModelMetadata, error) {
+	base := pr.base
+	body, err := get(ctx, pr, "/v2/models/"+url.PathEscape(model))
 	if err != nil {
 		var se *statusError
 		if errors.As(err, &se) && se.code == http.StatusNotFound {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -41,12 +40,12 @@ func (p *plan) attack(ctx context.Context, cfg Config) (*Report, error) {
 		vegeta.KeepAlive(true),
 		vegeta.Connections(int(maxWorkers)),
 		vegeta.Redirects(vegeta.NoFollow),
+		vegeta.TLSConfig(p.tls),
 	)
 	var before serverSnapshot
 	var scrapeErr error
-	base := strings.TrimSuffix(cfg.URL, "/")
 	if !cfg.NoServerMetrics {
-		before, scrapeErr = snapshot(ctx, base, cfg.Model)
+		before, scrapeErr = snapshot(ctx, p.probes, cfg.Model)
 	}
 
 	var (
@@ -81,7 +80,7 @@ func (p *plan) attack(ctx context.Context, cfg Config) (*Report, error) {
 	if !cfg.NoServerMetrics {
 		if scrapeErr == nil {
 			var after serverSnapshot
-			if after, scrapeErr = snapshot(context.WithoutCancel(ctx), base, cfg.Model); scrapeErr == nil {
+			if after, scrapeErr = snapshot(context.WithoutCancel(ctx), p.probes, cfg.Model); scrapeErr == nil {
 				rep.Server, scrapeErr = after.view(before, cfg.Model)
 			}
 		}

@@ -165,7 +165,7 @@ func TestServerViewMatchesMetrics(t *testing.T) {
 // scrapeText fetches /metrics as text.
 func scrapeText(t *testing.T, url string) (string, error) {
 	t.Helper()
-	b, err := get(context.Background(), url, "/metrics")
+	b, err := get(context.Background(), newProber(url, nil, nil), "/metrics")
 	return string(b), err
 }
 

@@ -22,9 +22,9 @@ type sample struct {
 // metricsSnapshot is one scrape of /metrics.
 type metricsSnapshot []sample
 
-// scrape fetches and parses base/metrics.
-func scrape(ctx context.Context, base string) (metricsSnapshot, error) {
-	body, err := get(ctx, base, "/metrics")
+// scrape fetches and parses pr's base/metrics.
+func scrape(ctx context.Context, pr *prober) (metricsSnapshot, error) {
+	body, err := get(ctx, pr, "/metrics")
 	if err != nil {
 		return nil, fmt.Errorf("server metrics: %w", err)
 	}

@@ -17,8 +17,8 @@ import (
 
 // fetchStats reads the model's statistics; a server may list several
 // versions: their counters are added up.
-func fetchStats(ctx context.Context, base, model string) (*kserve.ModelStatistics, error) {
-	body, err := get(ctx, base, "/v2/models/"+url.PathEscape(model)+"/stats")
+func fetchStats(ctx context.Context, pr *prober, model string) (*kserve.ModelStatistics, error) {
+	body, err := get(ctx, pr, "/v2/models/"+url.PathEscape(model)+"/stats")
 	if err != nil {
 		return nil, fmt.Errorf("model statistics: %w", err)
 	}
@@ -83,8 +83,8 @@ type serverSnapshot struct {
 
 // snapshot reads the server's metrics, falling back to the statistics
 // extension when /metrics is missing or has no batcher metrics for model.
-func snapshot(ctx context.Context, base, model string) (serverSnapshot, error) {
-	m, err := scrape(ctx, base)
+func snapshot(ctx context.Context, pr *prober, model string) (serverSnapshot, error) {
+	m, err := scrape(ctx, pr)
 	if err == nil && m.has(metricBatches, model) {
 		return serverSnapshot{metrics: m}, nil
 	}
@@ -94,7 +94,7 @@ func snapshot(ctx context.Context, base, model string) (serverSnapshot, error) {
 	if model == "" {
 		return serverSnapshot{}, err
 	}
-	st, serr := fetchStats(ctx, base, model)
+	st, serr := fetchStats(ctx, pr, model)
 	if serr != nil {
 		return serverSnapshot{}, fmt.Errorf("%w; %w", err, serr)
 	}

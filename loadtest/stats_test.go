@@ -63,7 +63,7 @@ func TestServerViewFromStatistics(t *testing.T) {
 		t.Errorf("view %+v for %d requests", s, rep.Requests)
 	}
 	// Neither metrics nor statistics: the error says both.
-	if _, err := snapshot(context.Background(), front.URL, "nope"); err == nil ||
+	if _, err := snapshot(context.Background(), newProber(front.URL, nil, nil), "nope"); err == nil ||
 		!strings.Contains(err.Error(), "server metrics") || !strings.Contains(err.Error(), "model statistics") {
 		t.Errorf("snapshot of a model with neither: %v", err)
 	}

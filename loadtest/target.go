@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"mime/multipart"
 	"net/http"
@@ -24,6 +25,8 @@ import (
 // go to one gob stream and one plot, as vegeta's decoder and plot need.
 type plan struct {
 	cfg     Config
+	tls     *tls.Config // the load's: cfg.CACert's roots
+	probes  *prober
 	targets []vegeta.Target
 	next    atomic.Uint64
 
@@ -48,17 +51,22 @@ func prepare(ctx context.Context, cfg Config) (*plan, error) {
 		return nil, err
 	}
 	base := strings.TrimSuffix(cfg.URL, "/")
+	tlsConf, err := tlsConfig(cfg.CACert)
+	if err != nil {
+		return nil, err
+	}
+	pr := newProber(base, cfg.Headers, tlsConf)
 	var md *kserve.ModelMetadata
 	if cfg.Endpoint == Recognize {
 		// /recognize serves the server's first model: its counters are
 		// the server view. Reading it also proves the server answers.
-		if cfg.Model, err = recognizeModel(ctx, base, cfg.Model); err != nil {
+		if cfg.Model, err = recognizeModel(ctx, pr, cfg.Model); err != nil {
 			return nil, err
 		}
-	} else if md, err = fetchMetadata(ctx, base, cfg.Model); err != nil {
+	} else if md, err = fetchMetadata(ctx, pr, cfg.Model); err != nil {
 		return nil, err
 	}
-	p := &plan{cfg: cfg, attacks: map[string]int{}}
+	p := &plan{cfg: cfg, tls: tlsConf, probes: pr, attacks: map[string]int{}}
 	if cfg.Output != nil {
 		p.enc = vegeta.NewEncoder(cfg.Output)
 	}
@@ -108,6 +116,7 @@ func prepare(ctx context.Context, cfg Config) (*plan, error) {
 	}
 	for _, t := range p.targets {
 		t.Header.Set("Accept-Encoding", cfg.AcceptEncoding)
+		mergeHeaders(t.Header, cfg.Headers)
 	}
 	return p, nil
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -37,7 +38,34 @@ func newCommon(name string, stderr io.Writer) *common {
 	fs.StringVar(&c.format, "format", "text", "report format: text, json or csv")
 	fs.BoolVar(&c.cfg.NoServerMetrics, "no-server-metrics", false, "no server view: do not read the target's /metrics or /v2/models/M/stats")
 	fs.StringVar(&c.cfg.AcceptEncoding, "accept-encoding", "identity", "Accept-Encoding of every request (gzip: measure with response compression)")
+	fs.Var(headerFlag{&c.cfg.Headers}, "header", "`'Name: value'` sent with every request, the load's and the metadata/metrics probes (repeatable; e.g. 'Authorization: Bearer KEY')")
+	fs.StringVar(&c.cfg.CACert, "cacert", "", "PEM `FILE` of CA certificates trusted for an https -url, beside the system's")
 	return c
+}
+
+// headerFlag is a repeatable -header 'Name: value'.
+type headerFlag struct{ h *http.Header }
+
+func (f headerFlag) String() string {
+	if f.h == nil {
+		return ""
+	}
+	var b strings.Builder
+	_ = f.h.Write(&b)
+	return strings.TrimSpace(b.String())
+}
+
+func (f headerFlag) Set(s string) error {
+	name, value, ok := strings.Cut(s, ":")
+	name = strings.TrimSpace(name)
+	if !ok || name == "" || strings.ContainsAny(name, " \t") {
+		return errors.New("want 'Name: value'")
+	}
+	if *f.h == nil {
+		*f.h = http.Header{}
+	}
+	f.h.Add(name, strings.TrimSpace(value))
+	return nil
 }
 
 // parse parses args, refusing positional arguments and a bad format.

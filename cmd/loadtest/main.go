@@ -4,6 +4,7 @@
 //	loadtest attack -url http://127.0.0.1:8000 -model tiny -endpoint classify|recognize|infer-json|infer-binary
 //	        [-images PATH | -tensor FILE] [-rate 100 | -concurrency 8] [-duration 10s]
 //	        [-pacer constant|ramp|sine] [-output results.bin] [-format text|json|csv] [-plot plot.html]
+//	        [-header 'Authorization: Bearer KEY' ...] [-cacert ca.pem]
 //	loadtest sweep ... -rates 10,20,40 | -concurrencies 1,8,32
 //	loadtest slo -p99 100ms -max-error-rate 0.01 ...
 //

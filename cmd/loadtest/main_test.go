@@ -213,6 +213,9 @@ func TestBadInputCLI(t *testing.T) {
 		{"sweep both", []string{"sweep", "-rates", "1", "-concurrencies", "1"}, exitUsage, "exactly one of"},
 		{"sweep bad list", []string{"sweep", "-rates", "1,x"}, exitUsage, `"x" is not a positive number`},
 		{"slo no target", []string{"slo"}, exitUsage, "slo needs -p99"},
+		{"header without colon", []string{"attack", "-header", "NoColon", "-rate", "5"}, exitUsage, `invalid value "NoColon" for flag -header: want 'Name: value'`},
+		{"header without name", []string{"sweep", "-header", ": v"}, exitUsage, "want 'Name: value'"},
+		{"missing ca file", []string{"attack", "-url", url, "-model", "tiny", "-rate", "5", "-cacert", "/nonexistent.pem"}, exitError, "ca certificates"},
 		{"unreachable", []string{"attack", "-url", testserver.ClosedURL(t), "-model", "tiny", "-rate", "5"}, exitError, "unreachable"},
 		{"unknown model", []string{"attack", "-url", url, "-model", "resnet9000", "-rate", "5"}, exitError, `model "resnet9000" not found`},
 		{"tensor size", []string{"attack", "-url", url, "-model", "tiny", "-endpoint", "infer-binary", "-tensor", tensor, "-rate", "5"},
@@ -232,5 +235,32 @@ func TestBadInputCLI(t *testing.T) {
 				t.Errorf("took %s", d)
 			}
 		})
+	}
+}
+
+// TestGatewayCLI: -header and -cacert drive an https front that wants an
+// API key; without -cacert the error says to give it.
+func TestGatewayCLI(t *testing.T) {
+	gw := testserver.StartGateway(t, testserver.Start(t), "k1")
+	for _, cmd := range [][]string{
+		{"attack", "-concurrency", "2", "-duration", "300ms"},
+		{"sweep", "-concurrencies", "1,2", "-duration", "200ms"},
+	} {
+		args := append(cmd, "-url", gw.URL, "-model", "tiny", "-endpoint", "infer-json", "-format", "json",
+			"-header", "Authorization: Bearer k1", "-header", "X-Extra: 1", "-cacert", gw.CAFile)
+		code, stdout, stderr := runCLI(args...)
+		if code != exitOK {
+			t.Fatalf("%s: exit %d: %s", cmd[0], code, stderr)
+		}
+		if strings.Contains(stdout, `"server_error"`) || !strings.Contains(stdout, `"success":1`) {
+			t.Errorf("%s: %s", cmd[0], stdout)
+		}
+	}
+	if n := gw.Refused.Load(); n != 0 || gw.Probes.Load() == 0 || gw.Load.Load() == 0 {
+		t.Errorf("refused %d, keyed probes %d, keyed load %d: want every request keyed", n, gw.Probes.Load(), gw.Load.Load())
+	}
+	code, _, stderr := runCLI("slo", "-p99", "1s", "-url", gw.URL, "-model", "tiny", "-header", "Authorization: Bearer k1")
+	if code != exitError || !strings.Contains(stderr, "-cacert") {
+		t.Errorf("without -cacert: exit %d, stderr %q; want exit 1 naming -cacert", code, stderr)
 	}
 }
