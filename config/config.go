@@ -118,6 +118,26 @@ type Server struct {
 	// request bodies (Content-Encoding gzip or deflate) are always taken,
 	// up to MaxBodyBytes decompressed.
 	ResponseCompression string `yaml:"response_compression"`
+	// Uploads bounds the images POST /upload keeps in memory for
+	// POST /recognize to classify by id.
+	Uploads Uploads `yaml:"uploads"`
+}
+
+// Uploads bounds the images POST /upload keeps, in memory only. Each
+// image's bytes stay reserved on memory_limit until it expires.
+type Uploads struct {
+	// MaxCount caps the images kept at once; beyond it an upload gets 503
+	// with Retry-After (when the oldest expires). Default 1,024.
+	MaxCount int `yaml:"max_count"`
+	// MaxBytes caps their bytes together; an image alone over it gets 413,
+	// one that does not fit beside the others 503. Bytes or "256MiB".
+	// Default 256 MiB or a quarter of memory_limit, whichever is less.
+	// Trap: stored images count on memory_limit, so what they hold is not
+	// there for requests; it may be at most half of memory_limit.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// TTL is how long an image is kept after its upload; its id then
+	// gets 404. Default 10m.
+	TTL time.Duration `yaml:"ttl"`
 }
 
 // Model is one served model.
@@ -257,6 +277,9 @@ func (c *Config) fill() {
 	s.MemoryLimit = or(s.MemoryLimit, ByteSize(budget.DefaultLimit()))
 	s.ShutdownTimeout = or(s.ShutdownTimeout, 30*time.Second)
 	s.ResponseCompression = or(s.ResponseCompression, "auto")
+	s.Uploads.MaxCount = or(s.Uploads.MaxCount, 1024)
+	s.Uploads.MaxBytes = or(s.Uploads.MaxBytes, min(256<<20, s.MemoryLimit/4))
+	s.Uploads.TTL = or(s.Uploads.TTL, 10*time.Minute)
 	if len(c.Models) == 0 {
 		c.Models = []Model{{Name: "resnet50"}}
 	}
@@ -319,6 +342,11 @@ func (c *Config) Validate() error {
 	}
 	if rc := c.Server.ResponseCompression; rc != "auto" && rc != "off" {
 		errs = append(errs, fmt.Errorf("config: server.response_compression %q: want auto or off", rc))
+	}
+	if u := c.Server.Uploads; u.MaxCount < 0 || u.MaxBytes < 0 || u.TTL < 0 {
+		errs = append(errs, errors.New("config: server.uploads.max_count, max_bytes and ttl must be >= 0"))
+	} else if u.MaxBytes > c.Server.MemoryLimit/2 {
+		errs = append(errs, fmt.Errorf("config: server.uploads.max_bytes %d bytes: want at most half of server.memory_limit (%d bytes); stored uploads are reserved on it", u.MaxBytes, c.Server.MemoryLimit))
 	}
 	return c.inFile(errs)
 }

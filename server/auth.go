@@ -37,7 +37,7 @@ func (s *Server) guard(ctx *fasthttp.RequestCtx, model, path []byte) bool {
 		APIKey:        h.Peek("X-API-Key"),
 		Tenant:        h.Peek(HeaderTenant),
 		Model:         model,
-		DefaultModel:  string(path) == "/recognize",
+		DefaultModel:  string(path) == "/recognize" || string(path) == "/upload",
 		Metrics:       string(path) == "/metrics",
 	})
 	if err == nil {

@@ -31,7 +31,7 @@ func (s *Server) classify(ctx *fasthttp.RequestCtx, m *host.Model) {
 		}
 		k = n
 	}
-	preds, err := s.predict(ctx, m, k)
+	preds, err := s.predict(ctx, m, k, false)
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -55,11 +55,11 @@ func (s *Server) recognize(ctx *fasthttp.RequestCtx, name string) {
 		return
 	}
 	defer m.Release()
-	if !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("multipart/form-data")) {
-		writeError(ctx, httperr.Errorf(http.StatusBadRequest, "want a multipart/form-data body with the image in the field \"image\""))
+	if !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("multipart/form-data")) && idType(ctx) == "" {
+		writeError(ctx, httperr.Errorf(http.StatusBadRequest, "want a multipart/form-data body with the image in the field \"image\" (or the id POST /upload gave in the field \"id\"), or the id as a form (id=...) or JSON ({\"id\": ...})"))
 		return
 	}
-	preds, err := s.predict(ctx, m, 3)
+	preds, err := s.predict(ctx, m, 3, true)
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -94,8 +94,9 @@ func appendPredictions(b []byte, m *host.Model, preds []host.Class, withIndex bo
 }
 
 // predict decodes the request's image into a row, runs it through the
-// batcher and returns the top k classes.
-func (s *Server) predict(ctx *fasthttp.RequestCtx, m *host.Model, k int) ([]host.Class, error) {
+// batcher and returns the top k classes. With byID the request may name an
+// image POST /upload stored instead of sending one (recognizeImage).
+func (s *Server) predict(ctx *fasthttp.RequestCtx, m *host.Model, k int, byID bool) ([]host.Class, error) {
 	if !m.Ready() {
 		return nil, httperr.Errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name)
 	}
@@ -119,7 +120,12 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, m *host.Model, k int) ([]host
 	if err != nil {
 		return nil, err
 	}
-	img, err := imageBody(ctx, b.b, &h)
+	var img []byte
+	if byID {
+		img, err = s.recognizeImage(ctx, b.b, &h)
+	} else {
+		img, _, err = imageBody(ctx, b.b, &h, false)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -149,38 +155,49 @@ const maxMultipartHeaders = 10 << 20
 
 // imageBody returns the image bytes of body: the multipart field "image"
 // of a multipart/form-data request (copied out, the copy reserved on h),
-// else the whole body.
-func imageBody(ctx *fasthttp.RequestCtx, body []byte, h *budget.Hold) ([]byte, error) {
+// else the whole body. With idOK, a multipart field "id" that comes first
+// is returned as id instead, with no image.
+func imageBody(ctx *fasthttp.RequestCtx, body []byte, h *budget.Hold, idOK bool) (img []byte, id string, err error) {
 	if !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("multipart/form-data")) {
 		if len(body) == 0 {
-			return nil, httperr.Errorf(http.StatusBadRequest, "empty body: send a JPEG or PNG image as the body or in the multipart field \"image\"")
+			return nil, "", httperr.Errorf(http.StatusBadRequest, "empty body: send a JPEG or PNG image as the body or in the multipart field \"image\"")
 		}
-		return body, nil
+		return body, "", nil
 	}
 	boundary := ctx.Request.Header.MultipartFormBoundary()
 	if len(boundary) == 0 {
-		return nil, httperr.Errorf(http.StatusBadRequest, "multipart/form-data without a boundary parameter")
+		return nil, "", httperr.Errorf(http.StatusBadRequest, "multipart/form-data without a boundary parameter")
 	}
 	// The part headers mime/multipart copies out are bounded by the body
 	// and by its own 10 MiB header limit: reserved before it reads them.
 	if err := h.Reserve(int64(min(len(body), maxMultipartHeaders)), "parsing the multipart body"); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	mr := multipart.NewReader(bytes.NewReader(body), string(boundary))
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
-			return nil, httperr.Errorf(http.StatusBadRequest, "multipart body without the field \"image\"")
+			if idOK {
+				return nil, "", httperr.Errorf(http.StatusBadRequest, "multipart body without the field \"image\" or \"id\"")
+			}
+			return nil, "", httperr.Errorf(http.StatusBadRequest, "multipart body without the field \"image\"")
 		}
 		if err != nil {
-			return nil, httperr.Errorf(http.StatusBadRequest, "malformed multipart body: %v", err)
+			return nil, "", httperr.Errorf(http.StatusBadRequest, "malformed multipart body: %v", err)
+		}
+		if idOK && p.FormName() == "id" {
+			b, err := io.ReadAll(io.LimitReader(p, maxID+1))
+			if err != nil {
+				return nil, "", httperr.Errorf(http.StatusBadRequest, "reading the multipart field \"id\": %v", err)
+			}
+			return nil, string(b), nil
 		}
 		if p.FormName() != "image" {
 			continue
 		}
 		// A part is never longer than the body that holds it.
 		if err := h.Reserve(int64(len(body)), "the multipart field \"image\""); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		img := make([]byte, 0, len(body))
 		for {
@@ -190,12 +207,12 @@ func imageBody(ctx *fasthttp.RequestCtx, body []byte, h *budget.Hold) ([]byte, e
 				break
 			}
 			if err != nil {
-				return nil, httperr.Errorf(http.StatusBadRequest, "reading the multipart field \"image\": %v", err)
+				return nil, "", httperr.Errorf(http.StatusBadRequest, "reading the multipart field \"image\": %v", err)
 			}
 			if len(img) == cap(img) {
-				return nil, httperr.Errorf(http.StatusBadRequest, "malformed multipart body: the field \"image\" does not end")
+				return nil, "", httperr.Errorf(http.StatusBadRequest, "malformed multipart body: the field \"image\" does not end")
 			}
 		}
-		return img, nil
+		return img, "", nil
 	}
 }

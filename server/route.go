@@ -21,6 +21,7 @@ const (
 	epInfer    = "infer"
 	epClassify = "classify"
 	epRecog    = "recognize"
+	epUpload   = "upload"
 	epMetrics  = "metrics"
 	epOther    = "other"
 )
@@ -37,7 +38,8 @@ const (
 //	GET  /v2/models[/M[/versions/V]]/stats     Triton's model statistics
 //	POST /v2/repository/index                  Triton's model repository index
 //	POST /v2/repository/models/M/(un)load      refused: models come from the config
-//	POST /recognize                            multipart image -> top 3
+//	POST /upload                               multipart image -> an id for /recognize
+//	POST /recognize                            multipart image (or an upload's id) -> top 3
 //	GET  /metrics                              Prometheus text
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
@@ -101,6 +103,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 			name = ms[0].Name
 		}
 		return name, s.only(ctx, "POST", epRecog, func(ctx *fasthttp.RequestCtx) { s.recognize(ctx, name) })
+	case "/upload":
+		name := ""
+		if ms := s.Models(); len(ms) > 0 {
+			name = ms[0].Name
+		}
+		return name, s.only(ctx, "POST", epUpload, func(ctx *fasthttp.RequestCtx) { s.upload(ctx, name) })
 	}
 	if isRepo {
 		name, action, _ := bytes.Cut(repo, []byte("/"))

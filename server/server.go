@@ -42,6 +42,7 @@ type Server struct {
 	models   *host.Set
 	loading  atomic.Bool    // LoadModels is opening the configured models
 	budget   *budget.Budget // what requests may hold at once (server.memory_limit)
+	uploads  *uploads       // images of POST /upload (server.uploads)
 	draining atomic.Bool
 	stats    *serverMetrics
 	// auth checks API keys and counts requests per tenant (auth:).
@@ -81,6 +82,8 @@ func New(cfg *config.Config, set *metrics.Set, log *slog.Logger) *Server {
 	s.stats = newServerMetrics(set)
 	s.auth = auth.New(set)
 	s.budget = budget.New(int64(cfg.Server.MemoryLimit), 0, set)
+	u := cfg.Server.Uploads
+	s.uploads = newUploads(u.MaxCount, int64(u.MaxBytes), u.TTL, s.budget)
 	s.http = &fasthttp.Server{
 		Handler:      s.handle,
 		ErrorHandler: s.handleTransportError,
