@@ -123,7 +123,7 @@ func layout(ins, outs []TensorInfo) (batched bool, why string, err error) {
 		}
 		if f := all[first]; t.Shape[0] != f.Shape[0] {
 			batched = false
-			why = fmt.Sprintf("%s %q %s shares no batch dimension with %s %q %s", kind(i), t.Name, shapeText(t.Shape), kind(first), f.Name, shapeText(f.Shape))
+			why = fmt.Sprintf("%s %q %s shares no batch dimension with %s %q %s", kind(i), t.Name, FormatShape(t.Shape), kind(first), f.Name, FormatShape(f.Shape))
 			break
 		}
 	}
@@ -137,9 +137,9 @@ func layout(ins, outs []TensorInfo) (batched bool, why string, err error) {
 				continue
 			}
 			if batched {
-				return false, "", fmt.Errorf("%w: %s %q has shape %s: dimension %d is dynamic; only the batch dimension (first) may be", ErrBadModel, kind(i), t.Name, shapeText(t.Shape), d)
+				return false, "", fmt.Errorf("%w: %s %q has shape %s: dimension %d is dynamic; only the batch dimension (first) may be", ErrBadModel, kind(i), t.Name, FormatShape(t.Shape), d)
 			}
-			return false, "", fmt.Errorf("%w: %s %q has shape %s: dimension %d is dynamic, and the model has no batch dimension (%s), so every dimension must be fixed", ErrBadModel, kind(i), t.Name, shapeText(t.Shape), d, why)
+			return false, "", fmt.Errorf("%w: %s %q has shape %s: dimension %d is dynamic, and the model has no batch dimension (%s), so every dimension must be fixed", ErrBadModel, kind(i), t.Name, FormatShape(t.Shape), d, why)
 		}
 	}
 	if !batched {
@@ -153,8 +153,9 @@ func layout(ins, outs []TensorInfo) (batched bool, why string, err error) {
 	return batched, why, nil
 }
 
-// shapeText writes a shape as [N,3,224,224], N for a dynamic dimension.
-func shapeText(s []int64) string {
+// FormatShape writes a shape as error texts show it: [N,3,224,224], N
+// for a dynamic dimension.
+func FormatShape(s []int64) string {
 	b := []byte{'['}
 	for i, d := range s {
 		if i > 0 {

@@ -140,8 +140,14 @@ func TestReloadContextEnds(t *testing.T) {
 	defer old.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
+	start := time.Now()
 	if _, err := s.Reload(ctx, []config.Model{tiny("other", 2)}); err != nil && ctx.Err() == nil {
 		t.Fatal(err)
+	}
+	// Opening the tiny model takes well under a second; a reload still
+	// waiting for the user it holds would not return.
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("reload took %v with its context ended at 200ms and the old model still in use", took)
 	}
 	if s.Get("tiny") != nil || s.Get("other") == nil {
 		t.Errorf("served %v after the reload", s.Models())

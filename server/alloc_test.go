@@ -2,29 +2,17 @@
 
 package server
 
-import (
-	"strconv"
-	"testing"
-
-	"github.com/valyala/fasthttp"
-)
+import "testing"
 
 // The server path of a binary infer request — parse, check, batch, run,
 // encode — allocates a handful of times per request: 6 when measured, of
 // which 4 are onnxruntime_go's per-run pointer slices (per batch, so per
 // request only when batches hold one request, as here).
 func TestInferAllocations(t *testing.T) {
-	ts := start(t, tinyConfig(nil))
-	body, hlen := binaryInfer(1, floats(3*224*224, 0), true)
-	var ctx fasthttp.RequestCtx
-	ctx.Request.Header.SetMethod("POST")
-	ctx.Request.SetRequestURI("/v2/models/tiny/infer")
-	ctx.Request.Header.Set(headerInferenceLength, strconv.Itoa(hlen))
-	ctx.Request.SetBody(body)
-	h := ts.Handler()
+	h, ctx := binaryInferCtx(t)
 	allocs := testing.AllocsPerRun(50, func() {
 		ctx.Response.Reset()
-		h(&ctx)
+		h(ctx)
 		if ctx.Response.StatusCode() != 200 {
 			t.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}

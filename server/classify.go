@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/inferd/inferd/budget"
+	"github.com/inferd/inferd/gpu"
 	"github.com/inferd/inferd/host"
 	"github.com/inferd/inferd/httperr"
 	"github.com/inferd/inferd/kserve"
@@ -106,7 +107,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, m *host.Model, k int, byID bo
 	}
 	out := m.Outputs()[0]
 	if out.Datatype != "FP32" || len(out.Shape) != 2 {
-		return nil, httperr.Errorf(http.StatusBadRequest, "model %q output %q is %s %s, not FP32 [N,classes] scores; use /v2/models/%s/infer", m.Name, out.Name, out.Datatype, shapeString(out.Shape), m.Name)
+		return nil, httperr.Errorf(http.StatusBadRequest, "model %q output %q is %s %s, not FP32 [N,classes] scores; use /v2/models/%s/infer", m.Name, out.Name, out.Datatype, gpu.FormatShape(out.Shape), m.Name)
 	}
 	// Cheap checks first: a request the queue would refuse costs no body
 	// and no decode.

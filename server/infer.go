@@ -213,15 +213,13 @@ func inputIndex(req *kserve.InferRequest, name string) int {
 // with the same n for all and n within the model's maximum batch; for an
 // unbatched model, shapes exactly the model's, and one row.
 func checkInputs(m *host.Model, req *kserve.InferRequest) (rows int, err error) {
-	if !m.Batched() {
-		return checkUnbatched(m, req)
-	}
 	want := m.Inputs()
 	for _, t := range req.Inputs {
 		if !slices.ContainsFunc(want, func(w gpu.TensorInfo) bool { return w.Name == t.Name }) {
 			return 0, httperr.Errorf(http.StatusBadRequest, "model %q has no input %q (inputs: %s)", m.Name, t.Name, tensorNames(want))
 		}
 	}
+	batched := m.Batched()
 	rows = -1
 	for _, w := range want {
 		i := inputIndex(req, w.Name)
@@ -232,8 +230,14 @@ func checkInputs(m *host.Model, req *kserve.InferRequest) (rows int, err error) 
 		if t.Datatype != w.Datatype {
 			return 0, httperr.Errorf(http.StatusBadRequest, "input %q: datatype %s, model %q takes %s", w.Name, t.Datatype, m.Name, w.Datatype)
 		}
+		if !batched {
+			if !slices.Equal(t.Shape, w.Shape) {
+				return 0, httperr.Errorf(http.StatusBadRequest, "input %q: shape %v, model %q takes exactly %s (it has no batch dimension: max_batch_size 0)", w.Name, t.Shape, m.Name, gpu.FormatShape(w.Shape))
+			}
+			continue
+		}
 		if len(t.Shape) != len(w.Shape) || !slices.Equal(t.Shape[1:], w.Shape[1:]) {
-			return 0, httperr.Errorf(http.StatusBadRequest, "input %q: shape %v, model %q takes %s", w.Name, t.Shape, m.Name, shapeString(w.Shape))
+			return 0, httperr.Errorf(http.StatusBadRequest, "input %q: shape %v, model %q takes %s", w.Name, t.Shape, m.Name, gpu.FormatShape(w.Shape))
 		}
 		n := int(t.Shape[0])
 		if rows >= 0 && n != rows {
@@ -241,36 +245,13 @@ func checkInputs(m *host.Model, req *kserve.InferRequest) (rows int, err error) 
 		}
 		rows = n
 	}
+	if !batched {
+		return 1, nil // the request is one run
+	}
 	if rows < 1 || rows > m.MaxBatch() {
 		return 0, httperr.Errorf(http.StatusBadRequest, "batch size %d: model %q takes 1 to %d rows per request (max_batch)", rows, m.Name, m.MaxBatch())
 	}
 	return rows, nil
-}
-
-// checkUnbatched is checkInputs for a model served unbatched: every input
-// has exactly the model's shape, which has no batch dimension, and the
-// request is one run.
-func checkUnbatched(m *host.Model, req *kserve.InferRequest) (rows int, err error) {
-	want := m.Inputs()
-	for _, t := range req.Inputs {
-		if !slices.ContainsFunc(want, func(w gpu.TensorInfo) bool { return w.Name == t.Name }) {
-			return 0, httperr.Errorf(http.StatusBadRequest, "model %q has no input %q (inputs: %s)", m.Name, t.Name, tensorNames(want))
-		}
-	}
-	for _, w := range want {
-		i := inputIndex(req, w.Name)
-		if i < 0 {
-			return 0, httperr.Errorf(http.StatusBadRequest, "input %q is missing (model %q takes %s)", w.Name, m.Name, tensorNames(want))
-		}
-		t := &req.Inputs[i]
-		if t.Datatype != w.Datatype {
-			return 0, httperr.Errorf(http.StatusBadRequest, "input %q: datatype %s, model %q takes %s", w.Name, t.Datatype, m.Name, w.Datatype)
-		}
-		if !slices.Equal(t.Shape, w.Shape) {
-			return 0, httperr.Errorf(http.StatusBadRequest, "input %q: shape %v, model %q takes exactly %s (it has no batch dimension: max_batch_size 0)", w.Name, t.Shape, m.Name, shapeString(w.Shape))
-		}
-	}
-	return 1, nil
 }
 
 // pickOutputs appends to idx and bin the indexes of the outputs to send
@@ -289,7 +270,7 @@ func pickOutputs(m *host.Model, req *kserve.InferRequest, idx []int, bin []bool)
 			return idx, bin, httperr.Errorf(http.StatusBadRequest, "model %q has no output %q (outputs: %s)", m.Name, o.Name, tensorNames(all))
 		}
 		if t := all[i]; o.ClassCount > 0 && (t.Datatype != kserve.FP32 || len(t.Shape) != 2) {
-			return idx, bin, httperr.Errorf(http.StatusBadRequest, "output %q: parameters.classification needs an FP32 output of shape [N,classes], and model %q gives %s %s", o.Name, m.Name, t.Datatype, shapeString(t.Shape))
+			return idx, bin, httperr.Errorf(http.StatusBadRequest, "output %q: parameters.classification needs an FP32 output of shape [N,classes], and model %q gives %s %s", o.Name, m.Name, t.Datatype, gpu.FormatShape(t.Shape))
 		}
 		idx = append(idx, i)
 		bin = append(bin, o.Binary || req.BinaryOutput)
@@ -306,19 +287,4 @@ func tensorNames(ts []gpu.TensorInfo) string {
 		b = strconv.AppendQuote(b, t.Name)
 	}
 	return string(b)
-}
-
-func shapeString(s []int64) string {
-	b := []byte{'['}
-	for i, d := range s {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		if d < 0 {
-			b = append(b, 'N')
-		} else {
-			b = strconv.AppendInt(b, d, 10)
-		}
-	}
-	return string(append(b, ']'))
 }

@@ -419,9 +419,15 @@ cat >"$work/probe.yaml" <<-YAML
 	    cuda:
 	      pinned_memory: "on"
 YAML
+has_pinned=
 if "$bin/inferd" -check-config -config "$work/probe.yaml" >"$work/probe.txt" 2>&1; then
-	pinned_yaml='      pinned_memory: "on"'
-	echo "inferd has cuda.pinned_memory: the sweeps run with it on, the pinned step with it off"
+	has_pinned=1
+	if [ $gpu = 0 ]; then
+		echo "inferd has cuda.pinned_memory; ignored on cpu, so the runs are not labelled pinned"
+	else
+		pinned_yaml='      pinned_memory: "on"'
+		echo "inferd has cuda.pinned_memory: the sweeps run with it on, the pinned step with it off"
+	fi
 else
 	echo "inferd has no cuda.pinned_memory: $(grep -m1 pinned "$work/probe.txt")"
 fi
@@ -461,7 +467,7 @@ else
 fi
 
 # ---------------------------------------------------------------- pinned
-if [ -z "$pinned_yaml" ]; then
+if [ -z "$has_pinned" ]; then
 	skip pinned "this inferd has no cuda.pinned_memory (issue 10's lever, not built yet)"
 elif [ $gpu = 0 ]; then
 	skip pinned "no GPU"
