@@ -6,14 +6,14 @@ export INFERD_ORT_LIB ?= $(CURDIR)/.deps/ort/libonnxruntime.so.1
 export INFERD_CACHE ?= $(HOME)/.cache/inferd
 
 # Packages whose code is concurrent run under the race detector too.
-RACE_PKGS := $(patsubst %,./%/...,$(wildcard auth batcher budget gpu host server register tlscert loadtest cmd/loadtest))
+RACE_PKGS := $(patsubst %,./%/...,$(wildcard auth batcher budget gpu host respcache server register tlscert loadtest cmd/loadtest))
 
 .PHONY: setup test test-short vet bench build run fuzz
 
 # Fuzz targets that face the network, each run for FUZZTIME by `make test`;
 # their corpora live in each package's testdata/fuzz.
 FUZZTIME ?= 10s
-FUZZ_TARGETS := kserve:FuzzParseInferRequest kserve:FuzzParseFP32 preprocess:FuzzProcess server:FuzzDecodeBody auth:FuzzKey
+FUZZ_TARGETS := kserve:FuzzParseInferRequest kserve:FuzzParseFP32 preprocess:FuzzProcess server:FuzzDecodeBody auth:FuzzKey server:FuzzGRPCInferRequest
 
 # Arguments for `make run`, e.g. make run ARGS="-config configs/inferd.yaml".
 ARGS ?=

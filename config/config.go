@@ -31,6 +31,13 @@ import (
 type Config struct {
 	// Listen is the HTTP address. Default ":8000".
 	Listen string `yaml:"listen"`
+	// GRPCListen is the address of the KServe v2 gRPC endpoint
+	// (inference.GRPCInferenceService, grpc.health.v1, reflection).
+	// Default ":8001", as Triton; "" or "off" turns gRPC off. Trap: when
+	// the key is absent and :8001 is taken (a second replica on the host),
+	// the replica serves HTTP only and logs a warning; a grpc_listen the
+	// file sets must bind.
+	GRPCListen string `yaml:"grpc_listen"`
 	// Runtime says which ONNX Runtime to load.
 	Runtime Runtime `yaml:"runtime"`
 	// Server holds the HTTP limits and shutdown timing.
@@ -53,7 +60,20 @@ type Config struct {
 	TLS tlscert.Settings `yaml:"tls"`
 
 	file string // the file Read read it from, for error messages
+	// grpcDefault: grpc_listen was absent and took its default.
+	grpcDefault bool
 }
+
+// DefaultGRPCListen is grpc_listen's default, Triton's gRPC port.
+const DefaultGRPCListen = ":8001"
+
+// grpcUnset marks grpc_listen absent from the file until fill.
+const grpcUnset = "\x00unset"
+
+// GRPCListenDefaulted reports whether grpc_listen took its default (the
+// file has no grpc_listen key): its address may then be taken without
+// the replica failing to start.
+func (c *Config) GRPCListenDefaulted() bool { return c.grpcDefault }
 
 // Runtime selects the ONNX Runtime library.
 type Runtime struct {
@@ -166,6 +186,22 @@ type Model struct {
 	// Softmax applies softmax to the classify endpoint's scores: "auto"
 	// (default: when a row does not already sum to 1), "true" or "false".
 	Softmax string `yaml:"softmax"`
+	// Cache keeps the model's outputs per input, so a repeated input is
+	// answered without running the model (package respcache). Default off.
+	Cache Cache `yaml:"cache"`
+}
+
+// Cache is a model's response cache. Its memory is outside
+// server.memory_limit (the per-request budget) but bounded by MaxBytes.
+type Cache struct {
+	// MaxBytes bounds the cached outputs, each entry weighed at its bytes
+	// plus 256. Default 0: no cache. At most 1TiB. Bytes or "512MiB".
+	// Trap: the process needs this much memory beside memory_limit.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// TTL is how long an entry is answered after it was computed.
+	// Default 0: until evicted (one loaded model's answers do not go
+	// stale; a reload that changes the model starts an empty cache).
+	TTL time.Duration `yaml:"ttl"`
 }
 
 // Preprocess says how images become rows; defaults are ImageNet's.
@@ -192,7 +228,7 @@ type Preprocess struct {
 
 // Default is the configuration with no file: the generated ResNet50.
 func Default() *Config {
-	c := &Config{}
+	c := &Config{GRPCListen: grpcUnset}
 	c.fill()
 	return c
 }
@@ -243,7 +279,7 @@ func Parse(data []byte) (*Config, error) {
 }
 
 func decode(data []byte) (*Config, error) {
-	c := &Config{}
+	c := &Config{GRPCListen: grpcUnset}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
@@ -265,6 +301,12 @@ func decode(data []byte) (*Config, error) {
 func (c *Config) fill() {
 	if c.Listen == "" {
 		c.Listen = ":8000"
+	}
+	switch c.GRPCListen {
+	case grpcUnset:
+		c.GRPCListen, c.grpcDefault = DefaultGRPCListen, true
+	case "off":
+		c.GRPCListen = ""
 	}
 	s := &c.Server
 	s.MaxBodyBytes = or(s.MaxBodyBytes, 64<<20)
@@ -334,6 +376,11 @@ func (c *Config) Validate() error {
 	if err := CheckListen(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("config: %w", err))
 	}
+	if c.GRPCListen != "" {
+		if err := CheckListen(c.GRPCListen); err != nil {
+			errs = append(errs, fmt.Errorf("config: grpc_%w (or off)", err))
+		}
+	}
 	if c.Server.MaxBodyBytes < 0 || c.Server.MaxPixels < 0 || c.Server.MaxConnections < 0 || c.Server.MaxConnectionsPerClient < 0 {
 		errs = append(errs, errors.New("config: server.max_body_bytes, max_pixels, max_connections and max_connections_per_client must be >= 0"))
 	}
@@ -398,6 +445,14 @@ func checkModel(key string, m Model) []error {
 	}
 	if slices.ContainsFunc(m.Preprocess.Std, func(s float32) bool { return s <= 0 }) {
 		errs = append(errs, fmt.Errorf("config: %s.preprocess.std %v: every value must be > 0", key, m.Preprocess.Std))
+	}
+	switch c := m.Cache; {
+	case c.MaxBytes < 0 || c.MaxBytes > 1<<40:
+		errs = append(errs, fmt.Errorf("config: %s.cache.max_bytes %d bytes: want 0 (off) to 1TiB", key, c.MaxBytes))
+	case c.TTL < 0:
+		errs = append(errs, fmt.Errorf("config: %s.cache.ttl %v: must be >= 0", key, c.TTL))
+	case c.TTL > 0 && c.MaxBytes == 0:
+		errs = append(errs, fmt.Errorf("config: %s.cache.ttl %v without cache.max_bytes: the cache is off; set max_bytes", key, c.TTL))
 	}
 	return errs
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/inferd/inferd/gpu"
 	"github.com/inferd/inferd/model"
 	"github.com/inferd/inferd/preprocess"
+	"github.com/inferd/inferd/respcache"
 )
 
 // Model is a served model: its sessions, its batcher, how images become
@@ -45,8 +46,9 @@ type Model struct {
 	ready   atomic.Bool
 	jobs    sync.Pool
 	stats   *modelStats
-	cfg     config.Model // what it was opened from: Reload keeps it when unchanged
-	info    string       // its inferd_model_info series
+	cache   *respcache.Cache // nil when cache.max_bytes is 0
+	cfg     config.Model     // what it was opened from: Reload keeps it when unchanged
+	info    string           // its inferd_model_info series
 	// users counts the handlers holding the model (Set.Acquire), so a
 	// reload closes it only once they are done: the last Release of a
 	// retired model closes idle.
@@ -143,6 +145,13 @@ func Open(c config.Model, env Env) (*Model, error) {
 		return nil, fmt.Errorf("model %q: %w", c.Name, err)
 	}
 	m.jobs.New = func() any { return m.newJob() }
+	if c.Cache.MaxBytes > 0 {
+		if m.cache, err = respcache.New(c.Name, respcache.Config{MaxBytes: int64(c.Cache.MaxBytes), TTL: c.Cache.TTL}, set); err != nil {
+			m.batcher.Close(context.Background())
+			sess.Close()
+			return nil, fmt.Errorf("model %q: cache: %w", c.Name, err)
+		}
+	}
 	m.info = fmt.Sprintf(`inferd_model_info{model=%q,device=%q,runtime=%q,max_batch="%d",instances="%d"}`,
 		c.Name, sess.Device().String(), sess.RuntimeVersion(), sess.MaxBatch(), sess.Instances())
 	set.GetOrCreateGauge(m.info, func() float64 { return 1 })
@@ -315,5 +324,8 @@ func (m *Model) Close(ctx context.Context) error {
 	// session's Close waits for every lease to come back, and a batch the
 	// batcher starts after it gets gpu.ErrClosed.
 	m.session.Close()
+	if m.cache != nil {
+		m.cache.Close()
+	}
 	return err
 }

@@ -27,6 +27,7 @@ type modelStats struct {
 	success, fail, queue         durStat
 	computeInput, computeInfer   durStat
 	computeOutput                durStat
+	cacheHit, cacheMiss          durStat       // the cache's own time: hashing, lookup, insertion
 	inferences, executions, last atomic.Uint64 // last: unix ms of the last success
 	// batches[n] times the executions of n rows, 1..max_batch.
 	batches []batchStat
@@ -96,6 +97,7 @@ func (m *Model) Statistics() kserve.ModelStatistics {
 			Success: s.success.value(), Fail: s.fail.value(), Queue: s.queue.value(),
 			ComputeInput: s.computeInput.value(), ComputeInfer: s.computeInfer.value(),
 			ComputeOutput: s.computeOutput.value(),
+			CacheHit:      s.cacheHit.value(), CacheMiss: s.cacheMiss.value(),
 		},
 		BatchStats: []kserve.BatchStats{},
 	}

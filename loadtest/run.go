@@ -21,6 +21,7 @@ func (c Config) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer p.grpc.close()
 	rep, err := p.attack(ctx, p.cfg)
 	if rep != nil {
 		// An interrupted run still has results to plot.
@@ -33,15 +34,6 @@ func (c Config) Run(ctx context.Context) (*Report, error) {
 // (results file, plot) are the plan's.
 func (p *plan) attack(ctx context.Context, cfg Config) (*Report, error) {
 	pacer, workers, maxWorkers := cfg.pacer()
-	atk := vegeta.NewAttacker(
-		vegeta.Workers(workers),
-		vegeta.MaxWorkers(maxWorkers),
-		vegeta.Timeout(cfg.Timeout),
-		vegeta.KeepAlive(true),
-		vegeta.Connections(int(maxWorkers)),
-		vegeta.Redirects(vegeta.NoFollow),
-		vegeta.TLSConfig(p.tls),
-	)
 	var before serverSnapshot
 	var scrapeErr error
 	if !cfg.NoServerMetrics {
@@ -53,8 +45,24 @@ func (p *plan) attack(ctx context.Context, cfg Config) (*Report, error) {
 		prog     = newProgress(cfg.Progress, cfg.Duration)
 		replicas = map[string]struct{}{}
 	)
-	results := atk.Attack(p.targeter, pacer, cfg.Duration, p.attackName(cfg.mode()))
-	stop := context.AfterFunc(ctx, func() { atk.Stop() })
+	var results <-chan *vegeta.Result
+	var stopAttack func()
+	if p.grpc != nil {
+		results, stopAttack = p.grpc.attack(pacer, workers, maxWorkers, cfg.Duration, cfg.Timeout, p.attackName(cfg.mode()))
+	} else {
+		atk := vegeta.NewAttacker(
+			vegeta.Workers(workers),
+			vegeta.MaxWorkers(maxWorkers),
+			vegeta.Timeout(cfg.Timeout),
+			vegeta.KeepAlive(true),
+			vegeta.Connections(int(maxWorkers)),
+			vegeta.Redirects(vegeta.NoFollow),
+			vegeta.TLSConfig(p.tls),
+		)
+		results = atk.Attack(p.targeter, pacer, cfg.Duration, p.attackName(cfg.mode()))
+		stopAttack = func() { atk.Stop() }
+	}
+	stop := context.AfterFunc(ctx, stopAttack)
 	defer stop()
 	var sinkErr error
 	for r := range results {
@@ -118,6 +126,9 @@ func (c Config) pacer() (vegeta.Pacer, uint64, uint64) {
 
 // target names what is hit, for titles and reports.
 func (c Config) target() string {
+	if c.Protocol == ProtocolGRPC {
+		return "grpc://" + c.grpcAddr() + " " + c.Model + " " + string(c.Endpoint)
+	}
 	if c.Endpoint == Recognize {
 		return c.URL + " recognize (model " + c.Model + ")"
 	}

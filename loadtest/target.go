@@ -29,6 +29,9 @@ type plan struct {
 	probes  *prober
 	targets []vegeta.Target
 	next    atomic.Uint64
+	// grpc is the gRPC load (Protocol grpc), nil for HTTP: its calls
+	// replace targets.
+	grpc *grpcLoad
 
 	// enc is the one vegeta encoder on cfg.Output: a gob encoder sends
 	// its type once, and a second encoder on the same file sends it again,
@@ -56,6 +59,13 @@ func prepare(ctx context.Context, cfg Config) (*plan, error) {
 		return nil, err
 	}
 	pr := newProber(base, cfg.Headers, tlsConf)
+	if cfg.Protocol == ProtocolGRPC {
+		g, err := newGRPCLoad(ctx, cfg, tlsConf)
+		if err != nil {
+			return nil, err
+		}
+		return newPlan(cfg, tlsConf, pr, g), nil
+	}
 	var md *kserve.ModelMetadata
 	if cfg.Endpoint == Recognize {
 		// /recognize serves the server's first model: its counters are
@@ -66,13 +76,7 @@ func prepare(ctx context.Context, cfg Config) (*plan, error) {
 	} else if md, err = fetchMetadata(ctx, pr, cfg.Model); err != nil {
 		return nil, err
 	}
-	p := &plan{cfg: cfg, tls: tlsConf, probes: pr, attacks: map[string]int{}}
-	if cfg.Output != nil {
-		p.enc = vegeta.NewEncoder(cfg.Output)
-	}
-	if cfg.Plot != nil {
-		p.plot = plot.New(plot.Title("loadtest "+cfg.target()), plot.Downsample(4000), plot.Label(plot.ErrorLabeler))
-	}
+	p := newPlan(cfg, tlsConf, pr, nil)
 	modelURL := base + "/v2/models/" + url.PathEscape(cfg.Model)
 	switch cfg.Endpoint {
 	case Classify, Recognize:
@@ -121,6 +125,19 @@ func prepare(ctx context.Context, cfg Config) (*plan, error) {
 	return p, nil
 }
 
+// newPlan returns a plan of cfg with its sinks; the caller adds the
+// targets, or g for a gRPC load.
+func newPlan(cfg Config, tlsConf *tls.Config, pr *prober, g *grpcLoad) *plan {
+	p := &plan{cfg: cfg, tls: tlsConf, probes: pr, grpc: g, attacks: map[string]int{}}
+	if cfg.Output != nil {
+		p.enc = vegeta.NewEncoder(cfg.Output)
+	}
+	if cfg.Plot != nil {
+		p.plot = plot.New(plot.Title("loadtest "+cfg.target()), plot.Downsample(4000), plot.Label(plot.ErrorLabeler))
+	}
+	return p
+}
+
 // attackName names an attack of mode in the results and the plot: the
 // mode, then "mode #2", "mode #3" for repeats (an SLO search measures a
 // rate in several windows; a sweep may list a point twice).
@@ -132,8 +149,10 @@ func (p *plan) attackName(mode string) string {
 	return mode
 }
 
-// finish writes the plot of every attack made, if one was asked for.
+// finish closes the gRPC connections, if any, and writes the plot of
+// every attack made, if one was asked for.
 func (p *plan) finish() error {
+	p.grpc.close()
 	if p.plot == nil {
 		return nil
 	}

@@ -109,6 +109,8 @@ if [ "${TOOLS:-1}" = 1 ]; then
 	need haproxy || missing+=(haproxy)
 	need curl || missing+=(curl)
 	need ss || missing+=(iproute2)
+	# The web page's tests drive Debian's chromium headless (web/webtest).
+	need chromium || missing+=(chromium)
 	if [ ${#missing[@]} -gt 0 ]; then
 		apt_install "${missing[@]}"
 	fi

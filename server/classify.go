@@ -6,6 +6,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/inferd/inferd/host"
 	"github.com/inferd/inferd/httperr"
 	"github.com/inferd/inferd/kserve"
+	"github.com/inferd/inferd/respcache"
 )
 
 // maxTopK bounds ?top_k=.
@@ -130,24 +132,68 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, m *host.Model, k int, byID bo
 	if err != nil {
 		return nil, err
 	}
+	switch cacheUse(ctx, m) {
+	case cacheOn:
+		// A hit skips the decode, most of a small model's request; top_k
+		// applies to the entry's scores.
+		hashed := time.Now()
+		e, hit, err := m.Cached(imageKey(m, img), hashed, ctx.Time(), func() (*respcache.Entry, error) {
+			j := m.GetJob(1)
+			defer m.PutJob(j)
+			if err := s.runImage(ctx, m, img, &h, j); err != nil {
+				return nil, err
+			}
+			return j.Entry(), nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		setCacheHeader(ctx, hit)
+		return m.Classes(e.Output(0).Data, k), nil
+	case cacheBypass:
+		ctx.Response.Header.Set(headerCache, "bypass")
+	}
+	j := m.GetJob(1)
+	defer m.PutJob(j)
+	if err := s.runImage(ctx, m, img, &h, j); err != nil {
+		return nil, err
+	}
+	return m.Classes(j.Output(0), k), nil
+}
+
+// runImage decodes img into j's input row and runs j through m's
+// batcher.
+func (s *Server) runImage(ctx *fasthttp.RequestCtx, m *host.Model, img []byte, h *budget.Hold, j *host.Job) error {
+	pre := m.Images()
 	// What decoding will allocate, from the image's header, reserved
 	// before a pixel is decoded.
 	need, err := pre.ProcessMemory(img)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := h.Reserve(need, "decoding the image"); err != nil {
-		return nil, err
+		return err
 	}
-	j := m.GetJob(1)
-	defer m.PutJob(j)
 	if err := pre.Process(img, j.OwnInput(0)); err != nil {
-		return nil, err
+		return err
 	}
-	if err := s.submit(ctx, m, j); err != nil {
-		return nil, err
+	return s.submit(ctx, m, j)
+}
+
+// imageKey is the cache key of an image: the model, its version, the
+// image's bytes, and every setting that changes the row it decodes to
+// (the preprocessing, the input's datatype and shape). The classify,
+// recognize and upload-id paths share it.
+func imageKey(m *host.Model, img []byte) respcache.Key {
+	pc := m.Images().Config()
+	in := m.Inputs()[0]
+	h := m.Cache().NewKey("image").String(m.Name).String("1").Bytes(img)
+	h.Int(int64(pc.Size)).Int(int64(pc.Resize)).String(pc.Layout).String(pc.DType).String(pc.Resample).
+		Bool(pc.JPEGDCTScaling).Int(int64(pc.MaxPixels))
+	for c := range 3 {
+		h.Float32(pc.Mean[c]).Float32(pc.Std[c])
 	}
-	return m.Classes(j.Output(0), k), nil
+	return h.String(in.Datatype).Shape(in.Shape).Sum()
 }
 
 // maxMultipartHeaders is mime/multipart's own bound on the header bytes of

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/inferd/inferd/host"
 	"github.com/inferd/inferd/httperr"
 	"github.com/inferd/inferd/kserve"
+	"github.com/inferd/inferd/respcache"
 )
 
 // headerInferenceLength is the binary tensor extension's header: the length
@@ -126,31 +129,44 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *host.Model) {
 		writeError(ctx, err)
 		return
 	}
-	j := m.GetJob(rows)
-	defer m.PutJob(j)
-	for i, t := range m.Inputs() {
-		j.SetInput(i, req.Inputs[inputIndex(req, t.Name)].Data)
-	}
-	j.SetTimeout(req.Timeout)
-	j.SetPriority(req.Priority)
-	if err := s.submit(ctx, m, j); err != nil {
-		writeError(ctx, err)
-		return
+	var src outputSource
+	if c := cacheUse(ctx, m); c == cacheOn {
+		// Answered from the cache's entry, hit or miss alike, so that both
+		// send the same bytes; output selection and classification apply
+		// after it.
+		hashed := time.Now()
+		key := inferKey(m, req)
+		e, hit, err := m.Cached(key, hashed, ctx.Time(), func() (*respcache.Entry, error) {
+			j := m.GetJob(rows)
+			defer m.PutJob(j)
+			if err := s.runInfer(ctx, m, req, j); err != nil {
+				return nil, err
+			}
+			return j.Entry(), nil
+		})
+		if err != nil {
+			writeError(ctx, err)
+			return
+		}
+		setCacheHeader(ctx, hit)
+		src.e = e
+	} else {
+		if c == cacheBypass {
+			ctx.Response.Header.Set(headerCache, "bypass")
+		}
+		j := m.GetJob(rows)
+		defer m.PutJob(j)
+		if err := s.runInfer(ctx, m, req, j); err != nil {
+			writeError(ctx, err)
+			return
+		}
+		src.j = j
 	}
 
 	resp := &st.resp
 	resp.ModelName, resp.ModelVersion, resp.ID = m.Name, "1", req.ID
-	resp.Outputs, resp.BinaryOut = resp.Outputs[:0], resp.BinaryOut[:0]
-	st.cls = st.cls[:0]
-	for k, oi := range outs {
-		t := m.Outputs()[oi]
-		out := kserve.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: j.OutputShape(oi), Data: j.Output(oi)}
-		if len(req.Outputs) > 0 && req.Outputs[k].ClassCount > 0 {
-			out = st.classify(m, out, req.Outputs[k].ClassCount)
-		}
-		resp.Outputs = append(resp.Outputs, out)
-		resp.BinaryOut = append(resp.BinaryOut, binary[k])
-	}
+	st.collectOutputs(m, outs, src)
+	resp.BinaryOut = append(resp.BinaryOut[:0], binary...)
 	// Straight into fasthttp's pooled response buffer: SwapBody hands its
 	// bytes over and takes them back, grown as needed, with no copy.
 	body, hlen := kserve.AppendInferResponse(ctx.Response.SwapBody(nil)[:0], resp)
@@ -162,6 +178,98 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *host.Model) {
 	} else {
 		ctx.SetContentType("application/json")
 	}
+}
+
+// collectOutputs sets st.resp.Outputs to the outputs outs selects from
+// src, each classified where the request asked (parameters.classification).
+func (st *inferState) collectOutputs(m *host.Model, outs []int, src outputSource) {
+	st.resp.Outputs = st.resp.Outputs[:0]
+	st.cls = st.cls[:0]
+	for k, oi := range outs {
+		t := m.Outputs()[oi]
+		shape, data := src.output(oi)
+		out := kserve.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: shape, Data: data}
+		if len(st.req.Outputs) > 0 && st.req.Outputs[k].ClassCount > 0 {
+			out = st.classify(m, out, st.req.Outputs[k].ClassCount)
+		}
+		st.resp.Outputs = append(st.resp.Outputs, out)
+	}
+}
+
+// runInfer runs req's inputs through m's batcher in j.
+func (s *Server) runInfer(ctx *fasthttp.RequestCtx, m *host.Model, req *kserve.InferRequest, j *host.Job) error {
+	for i, t := range m.Inputs() {
+		j.SetInput(i, req.Inputs[inputIndex(req, t.Name)].Data)
+	}
+	j.SetTimeout(req.Timeout)
+	j.SetPriority(req.Priority)
+	return s.submit(ctx, m, j)
+}
+
+// outputSource is where a response's outputs come from: a job that just
+// ran, or a cache entry.
+type outputSource struct {
+	j *host.Job
+	e *respcache.Entry
+}
+
+func (o outputSource) output(i int) (shape []int64, data []byte) {
+	if o.e != nil {
+		out := o.e.Output(i)
+		return out.Shape, out.Data
+	}
+	return o.j.OutputShape(i), o.j.Output(i)
+}
+
+// The response cache (models[].cache, package respcache): a model with a
+// cache answers each infer and classify request with the header
+// X-Inferd-Cache: hit (from the cache, or from the computation of a
+// concurrent identical request), miss (computed and stored), or bypass
+// (the request said Cache-Control: no-cache or no-store: computed, neither
+// looked up nor stored). A model without a cache sends no header.
+const headerCache = "X-Inferd-Cache"
+
+type cacheMode uint8
+
+const (
+	cacheOff cacheMode = iota
+	cacheOn
+	cacheBypass
+)
+
+// cacheUse says how the request uses m's cache.
+func cacheUse(ctx *fasthttp.RequestCtx, m *host.Model) cacheMode {
+	if m.Cache() == nil {
+		return cacheOff
+	}
+	if cc := ctx.Request.Header.Peek(fasthttp.HeaderCacheControl); cc != nil {
+		cc = bytes.ToLower(cc) // directives are case-insensitive (RFC 9111)
+		if bytes.Contains(cc, []byte("no-cache")) || bytes.Contains(cc, []byte("no-store")) {
+			return cacheBypass
+		}
+	}
+	return cacheOn
+}
+
+func setCacheHeader(ctx *fasthttp.RequestCtx, hit bool) {
+	if hit {
+		ctx.Response.Header.Set(headerCache, "hit")
+	} else {
+		ctx.Response.Header.Set(headerCache, "miss")
+	}
+}
+
+// inferKey is the cache key of an infer request: the model, its version,
+// and every input in the model's order (name, datatype, shape, bytes).
+// Outputs, classification and the binary extension are not in it: they
+// apply to the entry.
+func inferKey(m *host.Model, req *kserve.InferRequest) respcache.Key {
+	h := m.Cache().NewKey("infer").String(m.Name).String("1")
+	for _, t := range m.Inputs() {
+		in := &req.Inputs[inputIndex(req, t.Name)]
+		h.String(in.Name).String(in.Datatype).Shape(in.Shape).Bytes(in.Data)
+	}
+	return h.Sum()
 }
 
 // submit runs j through m's batcher. The response says where the time went

@@ -102,9 +102,9 @@ func TestMetricsPassPromtool(t *testing.T) {
 	ts.do(t, "GET", "/v2/models/nope", "", nil)
 	text := metricsText(t, ts)
 	for _, want := range []string{
-		`inferd_http_requests_total{model="tiny",endpoint="infer",code="200"} 1`,
-		`inferd_http_requests_total{model="",endpoint="other",code="404"} 1`,
-		`inferd_http_request_duration_seconds_bucket{model="tiny",endpoint="infer",code="200",le="+Inf"} 1`,
+		`inferd_http_requests_total{model="tiny",endpoint="infer",code="200",protocol="http"} 1`,
+		`inferd_http_requests_total{model="",endpoint="other",code="404",protocol="http"} 1`,
+		`inferd_http_request_duration_seconds_bucket{model="tiny",endpoint="infer",code="200",protocol="http",le="+Inf"} 1`,
 		`inferd_batcher_batch_size_bucket{model="tiny"`,
 		`inferd_model_info{model="tiny",device="cpu"`,
 		`inferd_http_requests_in_flight`,

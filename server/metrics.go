@@ -12,6 +12,7 @@ import (
 	"github.com/inferd/inferd/auth"
 	"github.com/inferd/inferd/batcher"
 	"github.com/inferd/inferd/budget"
+	"github.com/inferd/inferd/respcache"
 )
 
 // serverMetrics are the front end's own metrics; the batcher's (queue
@@ -28,6 +29,7 @@ type serverMetrics struct {
 type metricKey struct {
 	model, endpoint string
 	code            int
+	protocol        string
 }
 
 type requestMetrics struct {
@@ -56,12 +58,26 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 // connRejected counts a connection refused at accept.
 func (m *serverMetrics) connRejected(reason string) { m.connRejects[reason].Inc() }
 
-// observe counts a finished request and its duration.
+// Protocols, the protocol label of request metrics.
+const (
+	protoHTTP = "http"
+	protoGRPC = "grpc"
+)
+
+// observe counts a finished HTTP request and its duration.
 func (m *serverMetrics) observe(model, endpoint string, code int, d time.Duration) {
-	k := metricKey{model, endpoint, code}
+	m.observeProto(model, endpoint, code, protoHTTP, d)
+}
+
+// observeProto counts a finished request of protocol (protoHTTP or
+// protoGRPC) and its duration. A gRPC call counts under the HTTP status the
+// same request gets over HTTP (grpcStatus maps that status to its gRPC
+// code), so that one code=~"5.." query covers both protocols.
+func (m *serverMetrics) observeProto(model, endpoint string, code int, protocol string, d time.Duration) {
+	k := metricKey{model, endpoint, code, protocol}
 	v, ok := m.byKey.Load(k)
 	if !ok {
-		labels := fmt.Sprintf(`model=%q,endpoint=%q,code="%d"`, model, endpoint, code)
+		labels := fmt.Sprintf(`model=%q,endpoint=%q,code="%d",protocol=%q`, model, endpoint, code, protocol)
 		v, _ = m.byKey.LoadOrStore(k, &requestMetrics{
 			count: m.set.GetOrCreateCounter("inferd_http_requests_total{" + labels + "}"),
 			duration: m.set.GetOrCreatePrometheusHistogramExt(
@@ -78,9 +94,9 @@ func (m *serverMetrics) observe(model, endpoint string, code int, d time.Duratio
 // the text from here or from the package that owns the family
 // (batcher.Help).
 var help = map[string]string{
-	"inferd_http_requests_total":             "HTTP requests answered, by model, endpoint and status code.",
-	"inferd_http_request_duration_seconds":   "End-to-end HTTP request duration in seconds, by model, endpoint and status code.",
-	"inferd_http_requests_in_flight":         "HTTP requests being handled now.",
+	"inferd_http_requests_total":             "Requests answered, by model, endpoint, HTTP status code and protocol (http, or grpc: a gRPC call counts under the HTTP status the same request gets over HTTP).",
+	"inferd_http_request_duration_seconds":   "End-to-end request duration in seconds, by model, endpoint, HTTP status code and protocol (http or grpc).",
+	"inferd_http_requests_in_flight":         "Requests being handled now, HTTP and gRPC.",
 	"inferd_http_connections_rejected_total": "Connections refused, by reason: per_client (server.max_connections_per_client) or max (server.max_connections and its health reserve) when accepted; tls_handshake when the TLS handshake failed or did not finish within server.read_timeout.",
 	"inferd_model_info":                      "Served models: device, ONNX Runtime version, max batch and instances (value 1).",
 	"go_goroutines":                          "Goroutines that currently exist.",
@@ -115,6 +131,9 @@ func (s *Server) serveMetrics(ctx *fasthttp.RequestCtx) {
 			}
 			if text == "" {
 				text = auth.Help[string(name)]
+			}
+			if text == "" {
+				text = respcache.Help[string(name)]
 			}
 			if text == "" {
 				text = "Go runtime or process metric " + string(name) + "."

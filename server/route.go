@@ -23,6 +23,7 @@ const (
 	epRecog    = "recognize"
 	epUpload   = "upload"
 	epMetrics  = "metrics"
+	epUI       = "ui"
 	epOther    = "other"
 )
 
@@ -41,6 +42,8 @@ const (
 //	POST /upload                               multipart image -> an id for /recognize
 //	POST /recognize                            multipart image (or an upload's id) -> top 3
 //	GET  /metrics                              Prometheus text
+//	GET  /  and  /ui/NAME                      the web page (ui.go), without a key
+//	GET  /v2/ui/status                         the web page's live view
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	s.stats.inFlight.Inc()
@@ -72,6 +75,11 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 		return "", s.only(ctx, "GET", epHealth, func(ctx *fasthttp.RequestCtx) { writeJSON(ctx, 200, `{"live":true}`) })
 	case "/v2/health/ready":
 		return "", s.only(ctx, "GET", epHealth, s.serverReady)
+	case "/":
+		return "", s.only(ctx, "GET", epUI, s.servePage)
+	}
+	if asset, ok := bytes.CutPrefix(path, []byte("/ui/")); ok {
+		return "", s.only(ctx, "GET", epUI, func(ctx *fasthttp.RequestCtx) { s.serveAsset(ctx, asset) })
 	}
 	// Every other route asks guard first (auth:), with the model its path
 	// names as the gateway reads it: before anything is looked up or read.
@@ -97,6 +105,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (model, endpoint string) {
 		return "", s.only(ctx, "GET", epMetadata, s.serverMetadata)
 	case "/v2/repository/index":
 		return "", s.only(ctx, "POST", epMetadata, s.repositoryIndex)
+	case "/v2/ui/status":
+		return "", s.only(ctx, "GET", epUI, s.uiStatus)
 	case "/recognize":
 		name := ""
 		if ms := s.Models(); len(ms) > 0 {

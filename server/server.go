@@ -1,8 +1,11 @@
-// Package server is inferd's HTTP front end: KServe v2 / Open Inference
-// Protocol endpoints (JSON and the binary tensor extension), image
-// classification endpoints, health, and Prometheus metrics, on fasthttp.
-// Each request is parsed in its handler goroutine, its rows handed to the
-// model's batcher, and the handler blocks until its rows come back.
+// Package server is inferd's front ends: over HTTP (fasthttp), the KServe
+// v2 / Open Inference Protocol endpoints (JSON and the binary tensor
+// extension), image classification and upload endpoints, the web page,
+// health, and Prometheus metrics; over gRPC (grpc-go), the protocol's
+// GRPCInferenceService with grpc.health.v1 and reflection. Each request is
+// parsed in its handler goroutine, its rows handed to the model's batcher
+// (or answered from the model's response cache), and the handler blocks
+// until its rows come back.
 package server
 
 import (
@@ -56,6 +59,12 @@ type Server struct {
 	secured, serving bool
 
 	drainHooks []func()
+
+	// grpc is the KServe v2 gRPC front end (grpc.go), once ServeGRPC runs.
+	grpc grpcFront
+
+	// ui keeps recent counters for GET /v2/ui/status (ui.go).
+	ui uiState
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -195,6 +204,23 @@ func (s *Server) Ready() bool {
 	return true
 }
 
+// loadSecurityOnce loads the keys file and the certificate
+// (LoadSecurity) unless they were loaded; when they do not load, it closes
+// ln, which was to serve with them, and returns why.
+func (s *Server) loadSecurityOnce(ln net.Listener) error {
+	s.secMu.Lock()
+	loaded := s.secured
+	s.secMu.Unlock()
+	if loaded {
+		return nil
+	}
+	if err := s.LoadSecurity(s.cfg); err != nil {
+		ln.Close()
+		return err
+	}
+	return nil
+}
+
 // Serve serves HTTP on ln until Shutdown, or HTTPS with tls: set.
 // Connections are limited per client address
 // (server.max_connections_per_client) and in all (max_connections, with a
@@ -202,14 +228,8 @@ func (s *Server) Ready() bool {
 // loads the keys file and the certificate first (LoadSecurity) unless they
 // were loaded; when they do not load, it closes ln and returns why.
 func (s *Server) Serve(ln net.Listener) error {
-	s.secMu.Lock()
-	loaded := s.secured
-	s.secMu.Unlock()
-	if !loaded {
-		if err := s.LoadSecurity(s.cfg); err != nil {
-			ln.Close()
-			return err
-		}
+	if err := s.loadSecurityOnce(ln); err != nil {
+		return err
 	}
 	s.secMu.Lock()
 	s.serving = true
@@ -269,6 +289,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
 	step("http", start)
+	if err := s.StopGRPC(ctx); err != nil { // GracefulStop, after the drain; logs its step
+		errs = append(errs, fmt.Errorf("grpc: %w", err))
+	}
 
 	start = time.Now()
 	s.models.Close(ctx, func(name string, err error) {

@@ -227,6 +227,10 @@ raw() {
 }
 if [ $gpu = 1 ]; then
 	begin raw/fp32 45 "raw ONNX Runtime: resnet50 fp32 NCHW, EXHAUSTIVE" && raw resnet50 resnet50
+	# The same with Go (pageable) host buffers: what cuda.pinned_memory buys
+	# in ONNX Runtime alone, beside the inferd sweeps' pinned step.
+	begin raw/fp32-pageable 45 "raw ONNX Runtime: resnet50 fp32 NCHW, pageable host buffers" &&
+		raw resnet50-pageable resnet50 INFERD_BENCH_PINNED=off
 	begin raw/fp16 45 "raw ONNX Runtime: resnet50 fp16, prefer_nhwc off" && raw resnet50-fp16 resnet50-fp16
 	if ! has_knob INFERD_BENCH_NHWC; then
 		skip raw/fp16-nhwc "gpu.test lacks INFERD_BENCH_NHWC (a gpu/ change of issue 10); see the variants step"

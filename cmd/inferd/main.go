@@ -2,13 +2,17 @@
 // Inference Protocol and an image classification endpoint) with dynamic
 // batching on ONNX Runtime, CUDA or CPU.
 //
-//	inferd [-config inferd.yaml] [-listen :8000] [-consul ADDR] [-check-config]
+//	inferd [-config inferd.yaml] [-listen :8000] [-grpc-listen :8001] [-consul ADDR] [-check-config]
 //	inferd -new-key TENANT
 //
 // -check-config reports every problem startup would meet short of opening
 // the models' sessions (values, flags, the files the config names, the
 // inputs and outputs ONNX Runtime reads in the model files), one line
 // each, and exits 1 (0 and "config ok" when none).
+//
+// The KServe v2 gRPC endpoint listens on grpc_listen (-grpc-listen; default
+// :8001, "off" for none) from the start, its health NOT_SERVING until the
+// models are loaded; at shutdown it stops gracefully after the HTTP drain.
 //
 // With register.enabled (or -consul) the replica registers itself in Consul
 // once its models are loaded and deregisters at the end of its shutdown.
@@ -56,6 +60,7 @@ func main() {
 func run() error {
 	path := flag.String("config", "", "YAML config file (default: none, serve the generated resnet50)")
 	listen := flag.String("listen", "", "listen address, overriding the config's listen (default :8000)")
+	grpcListen := flag.String("grpc-listen", "", `gRPC listen address, overriding the config's grpc_listen (default :8001; "off": no gRPC)`)
 	device := flag.String("device", "", "device for every model: auto, cpu or cuda:N, overriding the config")
 	check := flag.Bool("check-config", false, "check the config and flags as startup does, short of opening sessions (values, the files it names, the model files' inputs and outputs), print every problem, and exit")
 	consul := flag.String("consul", "", "register in the Consul agent at this HTTP address (turns register.enabled on)")
@@ -75,13 +80,13 @@ func run() error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	fl := overrides{listen: *listen, consul: *consul, device: *device}
+	fl := overrides{listen: *listen, grpcListen: *grpcListen, consul: *consul, device: *device}
 	cfg, err := load(*path, fl)
 	if err != nil {
 		return err
 	}
 	if *check {
-		fmt.Printf("config ok: %d model(s), listen %s\n", len(cfg.Models), cfg.Listen)
+		fmt.Printf("config ok: %d model(s), listen %s, grpc_listen %s\n", len(cfg.Models), cfg.Listen, or(cfg.GRPCListen, "off"))
 		return nil
 	}
 
@@ -99,8 +104,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	// A taken default :8001 (no grpc_listen key, no flag) is not fatal.
+	grpcAddr, err := serveGRPC(cfg, cfg.GRPCListenDefaulted() && *grpcListen == "", srv, served, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if err := srv.LoadModels(); err != nil {
 		ln.Close()
 		return err
@@ -113,7 +124,7 @@ func run() error {
 	reclaim, stopReclaim := context.WithCancel(context.Background())
 	defer stopReclaim()
 	go srv.Budget().Reclaim(reclaim, time.Second)
-	log.Info("ready", "addr", ln.Addr().String(), "memory_limit_mib", srv.Budget().Limit()>>20, "go_memory_limit_mib", soft>>20)
+	log.Info("ready", "addr", ln.Addr().String(), "grpc_addr", grpcAddr, "memory_limit_mib", srv.Budget().Limit()>>20, "go_memory_limit_mib", soft>>20)
 
 	var reg *register.Registrar
 	if cfg.Register.Enabled {
@@ -158,6 +169,38 @@ wait:
 	return err
 }
 
+// serveGRPC listens on grpc_listen and serves gRPC there until Shutdown,
+// sending Serve's error to served; it returns the bound address ("off"
+// when gRPC is off). When the address is the default one (defaulted) and
+// it is taken, the replica goes on with HTTP only, saying so; an address
+// the config or -grpc-listen set must bind.
+func serveGRPC(cfg *config.Config, defaulted bool, srv *server.Server, served chan<- error, log *slog.Logger) (string, error) {
+	if cfg.GRPCListen == "" {
+		return "off", nil
+	}
+	ln, err := net.Listen("tcp", cfg.GRPCListen)
+	if err != nil {
+		if defaulted {
+			log.Warn("gRPC off: its default address is taken; set grpc_listen (or off)", "grpc_listen", cfg.GRPCListen, "err", err)
+			return "off", nil
+		}
+		return "", fmt.Errorf("grpc_listen: %w", err)
+	}
+	go func() {
+		if err := srv.ServeGRPC(ln); err != nil {
+			served <- fmt.Errorf("grpc: %w", err)
+		}
+	}()
+	return ln.Addr().String(), nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
 // newRegistrar builds the Consul registration for the replica listening on
 // addr (the bound address, so ":0" works).
 func newRegistrar(cfg *config.Config, addr string, srv *server.Server, log *slog.Logger) (*register.Registrar, error) {
@@ -177,7 +220,7 @@ func newRegistrar(cfg *config.Config, addr string, srv *server.Server, log *slog
 }
 
 // overrides are the command-line flags that override the config file.
-type overrides struct{ listen, consul, device string }
+type overrides struct{ listen, grpcListen, consul, device string }
 
 // load reads the config file at path (none: the default), applies the
 // flags, and checks the result as -check-config does: every value, the
@@ -206,6 +249,17 @@ func (o overrides) apply(cfg *config.Config) error {
 			errs = append(errs, fmt.Errorf("-%w", err))
 		} else {
 			cfg.Listen = o.listen
+		}
+	}
+	switch o.grpcListen {
+	case "":
+	case "off":
+		cfg.GRPCListen = ""
+	default:
+		if err := config.CheckListen(o.grpcListen); err != nil {
+			errs = append(errs, fmt.Errorf("-grpc-%w", err))
+		} else {
+			cfg.GRPCListen = o.grpcListen
 		}
 	}
 	if o.consul != "" {
@@ -252,7 +306,7 @@ func reload(path string, fl overrides, cur *config.Config, srv *server.Server, r
 	}
 	var restart []string
 	for name, same := range map[string]bool{
-		"listen":   next.Listen == cur.Listen,
+		"listen":   next.Listen == cur.Listen && next.GRPCListen == cur.GRPCListen,
 		"runtime":  reflect.DeepEqual(next.Runtime, cur.Runtime),
 		"server":   reflect.DeepEqual(next.Server, cur.Server),
 		"register": reflect.DeepEqual(next.Register, cur.Register),

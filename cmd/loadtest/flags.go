@@ -40,6 +40,9 @@ func newCommon(name string, stderr io.Writer) *common {
 	fs.StringVar(&c.cfg.AcceptEncoding, "accept-encoding", "identity", "Accept-Encoding of every request (gzip: measure with response compression)")
 	fs.Var(headerFlag{&c.cfg.Headers}, "header", "`'Name: value'` sent with every request, the load's and the metadata/metrics probes (repeatable; e.g. 'Authorization: Bearer KEY')")
 	fs.StringVar(&c.cfg.CACert, "cacert", "", "PEM `FILE` of CA certificates trusted for an https -url, beside the system's")
+	fs.StringVar(&c.cfg.Protocol, "protocol", "http", "http, or grpc: KServe v2 gRPC ModelInfer with raw tensors (the infer-binary load; -header goes as metadata, TLS when -url is https; the server view still comes from -url)")
+	fs.StringVar(&c.cfg.GRPCAddr, "grpc-addr", "", "gRPC `host:port` for -protocol grpc (default: -url's host, port 8001)")
+	fs.IntVar(&c.cfg.GRPCConns, "grpc-conns", loadtest.DefaultGRPCConns, "gRPC connections the calls are spread over, round robin (1: one channel, as most gRPC clients)")
 	return c
 }
 
@@ -77,6 +80,9 @@ func (c *common) parse(args []string) error {
 		return fmt.Errorf("unexpected arguments %q (flags only; see -h)", c.fs.Args())
 	}
 	c.cfg.Endpoint = loadtest.Endpoint(c.endpoint)
+	if c.cfg.Protocol == loadtest.ProtocolGRPC && !c.set("endpoint") {
+		c.cfg.Endpoint = loadtest.InferBinary // gRPC's only load
+	}
 	if c.cfg.Endpoint == loadtest.Recognize && !c.set("model") {
 		// /recognize names no model: the server's first answers it.
 		c.cfg.Model = ""

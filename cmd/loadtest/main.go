@@ -5,6 +5,7 @@
 //	        [-images PATH | -tensor FILE] [-rate 100 | -concurrency 8] [-duration 10s]
 //	        [-pacer constant|ramp|sine] [-output results.bin] [-format text|json|csv] [-plot plot.html]
 //	        [-header 'Authorization: Bearer KEY' ...] [-cacert ca.pem]
+//	        [-protocol http|grpc] [-grpc-addr host:8001] [-grpc-conns 4]
 //	loadtest sweep ... -rates 10,20,40 | -concurrencies 1,8,32
 //	loadtest slo -p99 100ms -max-error-rate 0.01 ...
 //
@@ -14,6 +15,12 @@
 // told apart by vegeta's attack name, the mode of the point's row
 // ("closed concurrency 8"): plot draws a series per point, encode's
 // "attack" field names each result's point, report sums them all.
+//
+// -protocol grpc sends the infer-binary load as KServe v2 gRPC ModelInfer
+// calls (raw_input_contents) to -grpc-addr; results, reports, sweeps and
+// SLO searches are as over HTTP, a call's gRPC code mapped to an HTTP
+// status (NotFound 404, ResourceExhausted 429, Unavailable 503), and the
+// server view still comes from -url's /metrics.
 //
 // -endpoint recognize loads the server's first model (/recognize names
 // none) and reads that model's server view; -model, if given, must name it.

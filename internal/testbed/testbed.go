@@ -1,7 +1,8 @@
 // Package testbed finds and starts the real programs that tests run
-// against: a Consul dev agent, HAProxy, Prometheus, inferd itself. It is
-// for tests only; scripts/setup.sh installs the programs (Consul and
-// Prometheus into $INFERD_CACHE/bin, HAProxy from Debian).
+// against: a Consul dev agent, HAProxy, Prometheus, grpcurl, inferd
+// itself. It is for tests only; scripts/setup.sh installs the programs
+// (Consul, Prometheus and grpcurl into $INFERD_CACHE/bin, HAProxy from
+// Debian).
 //
 // A program that cannot be found skips the test with the command that
 // installs it, unless $INFERD_REQUIRE_TOOLS is set (make test sets it):
@@ -26,6 +27,7 @@ import (
 const (
 	ConsulVersion     = "1.14.11"
 	PrometheusVersion = "2.55.1"
+	GrpcurlVersion    = "1.9.4"
 )
 
 // CacheDir is $INFERD_CACHE, else ~/.cache/inferd.
@@ -84,6 +86,12 @@ func Missing(t testing.TB, format string, args ...any) {
 func ConsulBin(t testing.TB) string {
 	t.Helper()
 	return Tool(t, "INFERD_CONSUL", "consul-"+ConsulVersion, "consul", true)
+}
+
+// GrpcurlBin finds the grpcurl binary ($INFERD_GRPCURL, the cache, PATH).
+func GrpcurlBin(t testing.TB) string {
+	t.Helper()
+	return Tool(t, "INFERD_GRPCURL", "grpcurl-"+GrpcurlVersion, "grpcurl", true)
 }
 
 var ports = struct {
