@@ -301,3 +301,42 @@ func TestCacheConfigErrors(t *testing.T) {
 		t.Fatalf("%+v %v", c, err)
 	}
 }
+
+// A model whose queue refuses requests still answers its cache hits: the
+// batcher is asked only on a miss, so overload costs the misses, not the
+// hits.
+func TestCacheHitsPassAFullQueue(t *testing.T) {
+	ts := start(t, tinyConfig(func(c *config.Config) {
+		c.Models[0].Cache = config.Cache{MaxBytes: 1 << 20}
+		c.Models[0].Batcher.QueueCapacity = 1
+		c.Models[0].Batcher.MaxDelay = 200 * time.Millisecond
+	}))
+	cached := jsonInfer(1, floats(3*224*224, 0))
+	ts.infer(t, cached, -1) // the miss that fills the cache
+	refused := 0
+	for round := 0; round < 5 && refused == 0; round++ {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for i := range 6 {
+			miss := jsonInfer(1, floats(3*224*224, float64(100*round+i+1)))
+			wg.Go(func() {
+				r := ts.do(t, "POST", "/v2/models/tiny/infer", "", miss)
+				if r.code == 503 {
+					mu.Lock()
+					refused++
+					mu.Unlock()
+				}
+			})
+			wg.Go(func() {
+				r := ts.do(t, "POST", "/v2/models/tiny/infer", "", cached)
+				if r.code != 200 || r.header.Get(headerCache) != "hit" {
+					t.Errorf("a cached request while the queue is full: %d %s %s", r.code, r.header.Get(headerCache), r.body)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if refused == 0 {
+		t.Fatal("the queue of capacity 1 refused no miss in 5 rounds of 6: the test proved nothing")
+	}
+}

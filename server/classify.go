@@ -112,8 +112,9 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, m *host.Model, k int, byID bo
 		return nil, httperr.Errorf(http.StatusBadRequest, "model %q output %q is %s %s, not FP32 [N,classes] scores; use /v2/models/%s/infer", m.Name, out.Name, out.Datatype, gpu.FormatShape(out.Shape), m.Name)
 	}
 	// Cheap checks first: a request the queue would refuse costs no body
-	// and no decode.
-	if err := m.Admit(); err != nil {
+	// and no decode (for a cached model, once it is known to be a miss).
+	cache := cacheUse(ctx, m)
+	if err := admitEarly(m, cache); err != nil {
 		return nil, err
 	}
 	h := s.budget.Hold()
@@ -132,12 +133,15 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, m *host.Model, k int, byID bo
 	if err != nil {
 		return nil, err
 	}
-	switch cacheUse(ctx, m) {
+	switch cache {
 	case cacheOn:
 		// A hit skips the decode, most of a small model's request; top_k
 		// applies to the entry's scores.
 		hashed := time.Now()
 		e, hit, err := m.Cached(imageKey(m, img), hashed, ctx.Time(), func() (*respcache.Entry, error) {
+			if err := m.Admit(); err != nil {
+				return nil, err
+			}
 			j := m.GetJob(1)
 			defer m.PutJob(j)
 			if err := s.runImage(ctx, m, img, &h, j); err != nil {

@@ -94,8 +94,10 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *host.Model) {
 		}
 		headerLen = n
 	}
-	// Cheap checks first: a request the queue would refuse costs no body.
-	if err := m.Admit(); err != nil {
+	// Cheap checks first: a request the queue would refuse costs no body,
+	// unless the cache may answer it (admitCached asks on a miss).
+	cache := cacheUse(ctx, m)
+	if err := admitEarly(m, cache); err != nil {
 		writeError(ctx, err)
 		return
 	}
@@ -130,13 +132,16 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, m *host.Model) {
 		return
 	}
 	var src outputSource
-	if c := cacheUse(ctx, m); c == cacheOn {
+	if c := cache; c == cacheOn {
 		// Answered from the cache's entry, hit or miss alike, so that both
 		// send the same bytes; output selection and classification apply
 		// after it.
 		hashed := time.Now()
 		key := inferKey(m, req)
 		e, hit, err := m.Cached(key, hashed, ctx.Time(), func() (*respcache.Entry, error) {
+			if err := m.Admit(); err != nil {
+				return nil, err
+			}
 			j := m.GetJob(rows)
 			defer m.PutJob(j)
 			if err := s.runInfer(ctx, m, req, j); err != nil {
@@ -249,6 +254,18 @@ func cacheUse(ctx *fasthttp.RequestCtx, m *host.Model) cacheMode {
 		}
 	}
 	return cacheOn
+}
+
+// admitEarly asks m's batcher, before a request's body is read, whether
+// it would take the request now, unless the cache may answer it: an
+// overloaded model still answers its hits, and its misses ask the batcher
+// once they know they are misses, before they decode or queue anything.
+// The memory budget bounds what the bodies read meanwhile hold.
+func admitEarly(m *host.Model, c cacheMode) error {
+	if c == cacheOn {
+		return nil
+	}
+	return m.Admit()
 }
 
 func setCacheHeader(ctx *fasthttp.RequestCtx, hit bool) {
