@@ -226,8 +226,19 @@ func (e exhausted) Unwrap() error { return e.error }
 // A retry hint (RetryAfter) goes in the message and in the retry-after
 // trailer, in whole seconds as HTTP's Retry-After.
 func grpcStatus(ctx context.Context, err error) (int, error) {
+	code, secs, err := grpcError(err)
+	if secs != "" {
+		grpc.SetTrailer(ctx, metadata.Pairs("retry-after", secs))
+	}
+	return code, err
+}
+
+// grpcError is grpcStatus without the trailer: the HTTP status, the retry
+// hint in whole seconds ("" when none; grpcStatus puts it in the
+// trailer, which a stream's response cannot have) and the status error.
+func grpcError(err error) (int, string, error) {
 	if st, ok := status.FromError(err); ok && !errors.As(err, new(*httperr.Error)) {
-		return httperr.FromGRPC(st.Code()), err // grpc-go's own (a cancelled context)
+		return httperr.FromGRPC(st.Code()), "", err // grpc-go's own (a cancelled context)
 	}
 	code := httperr.Status(err)
 	var c codes.Code
@@ -256,13 +267,12 @@ func grpcStatus(ctx context.Context, err error) (int, error) {
 	default:
 		c = codes.Internal
 	}
-	msg := err.Error()
+	msg, secs := err.Error(), ""
 	if d := httperr.RetryAfter(err); d > 0 || code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
-		secs := retryAfter(err)
+		secs = retryAfter(err)
 		msg += " (retry after " + secs + "s)"
-		grpc.SetTrailer(ctx, metadata.Pairs("retry-after", secs))
 	}
-	return code, status.Error(c, msg)
+	return code, secs, status.Error(c, msg)
 }
 
 // grpcGuard asks package auth whether a call may go on, as guard does for

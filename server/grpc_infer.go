@@ -55,44 +55,59 @@ func putGRPCInferState(st *grpcInferState) {
 // when they do not fit; the memory grpc-go used to receive the message
 // and to marshal the response is not counted (see docs/design.md).
 func (g *grpcService) ModelInfer(ctx context.Context, pr *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
+	resp, cache, err := g.infer(ctx, pr)
+	if cache != "" {
+		grpc.SetHeader(ctx, metadata.Pairs(grpcHeaderCache, cache))
+	}
+	return resp, err
+}
+
+// infer is ModelInfer's work, shared with each request of a
+// ModelStreamInfer: ctx is the call's (its deadline, key and cache-control
+// metadata), pr the request, which it only reads. cache is how a model
+// with a response cache answered (hit, miss or bypass; "" when it has
+// none or the answer was not reached), for the caller to say where it
+// can: a unary call in its header metadata.
+func (g *grpcService) infer(ctx context.Context, pr *inferencepb.ModelInferRequest) (_ *inferencepb.ModelInferResponse, cache string, err error) {
 	start := time.Now()
 	s := g.s
 	m, err := s.grpcModel(ctx, pr.ModelName, pr.ModelVersion)
 	if err != nil {
-		return nil, err
+		return nil, cache, err
 	}
 	defer m.Release()
 	if !m.Ready() {
-		return nil, httperr.Errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name)
+		return nil, cache, httperr.Errorf(http.StatusServiceUnavailable, "model %q is not ready", m.Name)
 	}
-	if err := m.Admit(); err != nil {
-		return nil, err
+	use := grpcCacheUse(ctx, m)
+	if err := admitEarly(m, use); err != nil {
+		return nil, cache, err
 	}
 	h := s.budget.Hold()
 	defer h.Release()
 	if err := h.Reserve(grpcMessageBytes(pr), "the gRPC infer request"); err != nil {
-		return nil, exhausted{err}
+		return nil, cache, exhausted{err}
 	}
 	st := grpcInferStates.Get().(*grpcInferState)
 	defer putGRPCInferState(st)
 	req := &st.req
 	if err := grpcInferRequest(req, pr, &st.bufs); err != nil {
-		return nil, err
+		return nil, cache, err
 	}
 	rows, err := checkInputs(m, req)
 	if err != nil {
-		return nil, err
+		return nil, cache, err
 	}
 	outs, bin, err := pickOutputs(m, req, st.outIdx[:0], st.outBin[:0])
 	st.outIdx, st.outBin = outs, bin
 	if err != nil {
-		return nil, err
+		return nil, cache, err
 	}
 	timeout := req.Timeout
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		if left <= 0 {
-			return nil, httperr.Errorf(http.StatusGatewayTimeout, "the call's deadline passed before model %q queued it", m.Name)
+			return nil, cache, httperr.Errorf(http.StatusGatewayTimeout, "the call's deadline passed before model %q queued it", m.Name)
 		}
 		if timeout == 0 || left < timeout {
 			timeout = left
@@ -107,9 +122,13 @@ func (g *grpcService) ModelInfer(ctx context.Context, pr *inferencepb.ModelInfer
 		return m.Submit(j, start)
 	}
 	var src outputSource
-	if c := grpcCacheUse(ctx, m); c == cacheOn {
-		// As over HTTP: answered from the cache's entry, hit or miss.
+	if c := use; c == cacheOn {
+		// As over HTTP: answered from the cache's entry, hit or miss; the
+		// batcher is asked on a miss.
 		e, hit, err := m.Cached(inferKey(m, req), time.Now(), start, func() (*respcache.Entry, error) {
+			if err := m.Admit(); err != nil {
+				return nil, err
+			}
 			j := m.GetJob(rows)
 			defer m.PutJob(j)
 			if err := run(j); err != nil {
@@ -118,22 +137,22 @@ func (g *grpcService) ModelInfer(ctx context.Context, pr *inferencepb.ModelInfer
 			return j.Entry(), nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, cache, err
 		}
 		answer := "miss"
 		if hit {
 			answer = "hit"
 		}
-		grpc.SetHeader(ctx, metadata.Pairs(grpcHeaderCache, answer))
+		cache = answer
 		src.e = e
 	} else {
 		if c == cacheBypass {
-			grpc.SetHeader(ctx, metadata.Pairs(grpcHeaderCache, "bypass"))
+			cache = "bypass"
 		}
 		j := m.GetJob(rows)
 		defer m.PutJob(j)
 		if err := run(j); err != nil {
-			return nil, err
+			return nil, cache, err
 		}
 		src.j = j
 	}
@@ -148,7 +167,7 @@ func (g *grpcService) ModelInfer(ctx context.Context, pr *inferencepb.ModelInfer
 	}
 	defer clear(st.resp.Outputs) // drop references to the job's buffers
 	if err := h.Reserve(int64(total), "the gRPC infer response"); err != nil {
-		return nil, exhausted{err}
+		return nil, cache, exhausted{err}
 	}
 	resp := &inferencepb.ModelInferResponse{ModelName: m.Name, ModelVersion: "1", Id: req.ID,
 		Outputs:           make([]*inferencepb.ModelInferResponse_InferOutputTensor, len(st.resp.Outputs)),
@@ -161,7 +180,7 @@ func (g *grpcService) ModelInfer(ctx context.Context, pr *inferencepb.ModelInfer
 		resp.RawOutputContents[i] = data[at:len(data):len(data)]
 		resp.Outputs[i] = &inferencepb.ModelInferResponse_InferOutputTensor{Name: out.Name, Datatype: out.Datatype, Shape: append([]int64(nil), out.Shape...)}
 	}
-	return resp, nil
+	return resp, cache, nil
 }
 
 // grpcHeaderCache is the response header metadata saying how a model with
