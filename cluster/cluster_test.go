@@ -30,12 +30,13 @@ type cluster struct {
 	figures       []string
 }
 
-// replica is one inferd process and its fixed port and name.
+// replica is one inferd process and its fixed ports and name.
 type replica struct {
-	name string
-	port int
-	cfg  string
-	proc *testbed.Proc
+	name     string
+	port     int
+	grpcPort int // grpc_listen; every replica its own, as scripts/cluster.sh gives
+	cfg      string
+	proc     *testbed.Proc
 }
 
 func (c *cluster) figure(format string, args ...any) {
@@ -71,9 +72,10 @@ func newCluster(t *testing.T) *cluster {
 
 	models := filepath.Join(c.dir, "models")
 	for i := range 3 {
-		r := &replica{name: fmt.Sprintf("replica-%d", i+1), port: testbed.FreePort(t, false)}
+		r := &replica{name: fmt.Sprintf("replica-%d", i+1), port: testbed.FreePort(t, false), grpcPort: testbed.FreePort(t, false)}
 		r.cfg = filepath.Join(c.dir, r.name+".yaml")
 		yaml := fmt.Sprintf(`listen: "127.0.0.1:%d"
+grpc_listen: "127.0.0.1:%d"
 runtime: {library: %q, model_dir: %q}
 server: {drain_delay: 2s, replica_name: %s}
 models:
@@ -91,7 +93,7 @@ register:
   tags: [tiny, cpu]
   check_interval: 1s
   sync_interval: 1s
-`, r.port, ort, models, r.name, c.consul.HTTP)
+`, r.port, r.grpcPort, ort, models, r.name, c.consul.HTTP)
 		if err := os.WriteFile(r.cfg, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -52,6 +52,8 @@ func TestHAProxyConfig(t *testing.T) {
 		{"gateway off, plain", []string{"HAPROXY_GATEWAY=off", "HAPROXY_PORT=18080"}},
 		{"gateway on, plain and TLS", append([]string{"HAPROXY_PORT=18080"}, tlsOn...)},
 		{"gateway on, TLS only", tlsOn},
+		{"gateway on, plain, TLS and gRPC", append([]string{"HAPROXY_PORT=18080", "HAPROXY_GRPC_PORT=18513"}, tlsOn...)},
+		{"gateway off, gRPC only", []string{"HAPROXY_GATEWAY=off", "HAPROXY_GRPC_PORT=18513"}},
 	} {
 		// Only the variables given: unset ones turn front ends off.
 		cmd := exec.Command(haproxy, "-c", "-f", cfg)
@@ -74,6 +76,9 @@ func TestHAProxyConfig(t *testing.T) {
 		"sha2(256),hex,lower", "keys.map", "models.map", "rates.map", "concurrency.map",
 		"del-header X-Inferd-Tenant", "set-header X-Inferd-Tenant", "WWW-Authenticate Bearer",
 		"hdr Retry-After 1", "gpc0_rate(1s)", "sc-inc-gpc0", "path_beg /v2/health/",
+		// gRPC: its own front end port, its backend from Consul's inferd-grpc.
+		"${HAPROXY_GRPC_PORT}\" proto h2", "_inferd-grpc._tcp.service.consul", "use_backend inferd_grpc if grpc",
+		"path_beg /grpc.health.v1.Health/",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("haproxy.cfg lacks %q", want)

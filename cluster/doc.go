@@ -8,6 +8,8 @@
 // and Dockerfile.cuda. TestGateway runs the API gateway in HAProxy (TLS,
 // keys, model fences, rate limits; cmd/inferd-keys) against real clients;
 // TestGatewayFigures measures its cost when $INFERD_GATEWAY_FIGURES is set.
+// TestClusterGRPC sends KServe gRPC calls through HAProxy's gRPC front end
+// to replicas registered as inferd-grpc, through a drain and a kill -9.
 //
 // They are skipped under -short, and with a reason when a program is
 // missing: `make setup` builds Consul and Prometheus (Debian's prometheus

@@ -48,11 +48,11 @@ type gateway struct {
 
 // hapProc is one HAProxy process and its ports.
 type hapProc struct {
-	name                  string
-	proc                  *testbed.Proc
-	plain, tlsPort, stats int
-	runDir                string
-	env                   []string
+	name                            string
+	proc                            *testbed.Proc
+	plain, tlsPort, stats, grpcPort int
+	runDir                          string
+	env                             []string
 }
 
 func (h *hapProc) sock() string { return filepath.Join(h.runDir, "haproxy.sock") }
@@ -152,9 +152,10 @@ func newGatewayOf(t *testing.T, n int, modelName string) *gateway {
 	}
 	ort := testbed.ORTLibrary()
 	for i := range n {
-		r := &replica{name: fmt.Sprintf("replica-%d", i+1), port: testbed.FreePort(t, false)}
+		r := &replica{name: fmt.Sprintf("replica-%d", i+1), port: testbed.FreePort(t, false), grpcPort: testbed.FreePort(t, false)}
 		r.cfg = filepath.Join(g.dir, r.name+".yaml")
 		yaml := fmt.Sprintf(`listen: "127.0.0.1:%d"
+grpc_listen: "127.0.0.1:%d"
 runtime: {library: %q, model_dir: %q}
 server: {drain_delay: 1s, replica_name: %s}
 models:
@@ -165,7 +166,7 @@ register:
   tags: [%s, cpu]
   check_interval: 1s
   sync_interval: 1s
-`, r.port, ort, models, r.name, entry, g.consul.HTTP, modelName)
+`, r.port, r.grpcPort, ort, models, r.name, entry, g.consul.HTTP, modelName)
 		if err := os.WriteFile(r.cfg, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -177,12 +178,13 @@ register:
 }
 
 // startHAProxy starts configs/haproxy.cfg as the cluster script does: the
-// plain front end and the TLS one, the gateway on or off.
+// plain front end, the TLS one and the gRPC one, the gateway on or off.
 func (g *gateway) startHAProxy(name string, gatewayOn bool) *hapProc {
 	t := g.t
 	h := &hapProc{
 		name: name, runDir: filepath.Join(g.dir, name),
 		plain: testbed.FreePort(t, false), tlsPort: testbed.FreePort(t, false), stats: testbed.FreePort(t, false),
+		grpcPort: testbed.FreePort(t, false),
 	}
 	if err := os.MkdirAll(h.runDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -193,6 +195,7 @@ func (g *gateway) startHAProxy(name string, gatewayOn bool) *hapProc {
 	}
 	h.env = []string{
 		"HAPROXY_PORT=" + strconv.Itoa(h.plain),
+		"HAPROXY_GRPC_PORT=" + strconv.Itoa(h.grpcPort),
 		"HAPROXY_TLS_BIND=127.0.0.1:" + strconv.Itoa(h.tlsPort),
 		"HAPROXY_TLS_CERT=" + filepath.Join(g.tlsDir, "server.pem"),
 		"HAPROXY_GATEWAY=" + on,

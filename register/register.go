@@ -4,6 +4,13 @@
 // catalog only hands out replicas that are loaded and not draining, and
 // with DeregisterCriticalServiceAfter as the safety net for a crash.
 //
+// A replica that serves gRPC (Config.GRPCPort) is a second service,
+// SERVICE-grpc (instance ID-grpc), with the same address, tags and meta and
+// Consul's native gRPC check (grpc.health.v1, SERVING once ready), so that
+// HAProxy resolves its replicas as _SERVICE-grpc._tcp.service.consul; the
+// HTTP service's meta carries grpc_port. Both are registered, put in
+// maintenance and deregistered together.
+//
 // Consul is never required: when the agent cannot be reached the replica
 // serves anyway, logs one warning, and keeps trying with backoff. Once
 // registered it checks every SyncInterval that the agent still knows it (an
@@ -49,15 +56,31 @@ type Config struct {
 	// passing when the replica is ready at that moment (it enters DNS
 	// without waiting for the agent's first check), else critical.
 	Ready func() bool
+	// GRPCPort is the advertised gRPC port. When set the replica is also
+	// registered as service SERVICE-grpc, instance ID-grpc, with a gRPC
+	// health check, and the HTTP service's meta gets grpc_port. Default 0:
+	// HTTP only.
+	GRPCPort int
+	// GRPCCheckAddr is the host:port the agent's gRPC health check dials.
+	// Default ADDRESS:GRPCPort (127.0.0.1 without an address).
+	GRPCCheckAddr string
+	// GRPCTLS makes the gRPC check use TLS, without verifying the
+	// certificate (the replica serves gRPC with its tls: certificate).
+	// Default false: plaintext h2c, the check fails against a TLS port.
+	GRPCTLS bool
 }
+
+// GRPCSuffix is appended to the service name and instance ID of the gRPC
+// registration: service "inferd" serves gRPC as "inferd-grpc".
+const GRPCSuffix = "-grpc"
 
 // Registrar keeps one service instance registered.
 type Registrar struct {
 	cfg    Config
 	agent  *api.Agent
 	log    *slog.Logger
-	reg    *api.AgentServiceRegistration
 	mu     sync.Mutex
+	regs   []*api.AgentServiceRegistration // HTTP, then gRPC when GRPCPort is set; under mu
 	state  state
 	gen    int // bumped by SetMeta
 	notify chan struct{}
@@ -82,6 +105,9 @@ func New(cfg Config, log *slog.Logger) (*Registrar, error) {
 	if cfg.Port <= 0 {
 		return nil, errors.New("register: port is required")
 	}
+	if cfg.GRPCPort < 0 {
+		return nil, fmt.Errorf("register: grpc port %d", cfg.GRPCPort)
+	}
 	cfg.Settings = cfg.Settings.WithDefaults()
 	if cfg.ID == "" {
 		host, _ := os.Hostname()
@@ -93,6 +119,13 @@ func New(cfg Config, log *slog.Logger) (*Registrar, error) {
 			host = "127.0.0.1"
 		}
 		cfg.CheckURL = "http://" + net.JoinHostPort(host, strconv.Itoa(cfg.Port)) + "/v2/health/ready"
+	}
+	if cfg.GRPCPort > 0 && cfg.GRPCCheckAddr == "" {
+		host := cfg.Address
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		cfg.GRPCCheckAddr = net.JoinHostPort(host, strconv.Itoa(cfg.GRPCPort))
 	}
 	cfg.MaxBackoff = orDur(cfg.MaxBackoff, max(cfg.SyncInterval, time.Second))
 	if log == nil {
@@ -117,13 +150,29 @@ func New(cfg Config, log *slog.Logger) (*Registrar, error) {
 		notify:  make(chan struct{}, 1),
 		stopped: make(chan struct{}),
 	}
-	r.reg = &api.AgentServiceRegistration{
+	r.regs = r.registrations(cfg.Meta)
+	return r, nil
+}
+
+// registrations builds the service definitions with meta: the HTTP one,
+// then the gRPC one when the replica serves gRPC.
+func (r *Registrar) registrations(meta map[string]string) []*api.AgentServiceRegistration {
+	cfg := r.cfg
+	httpMeta := meta
+	if cfg.GRPCPort > 0 {
+		httpMeta = make(map[string]string, len(meta)+1)
+		for k, v := range meta {
+			httpMeta[k] = v
+		}
+		httpMeta["grpc_port"] = strconv.Itoa(cfg.GRPCPort)
+	}
+	regs := []*api.AgentServiceRegistration{{
 		ID:      cfg.ID,
 		Name:    cfg.Service,
 		Address: cfg.Address,
 		Port:    cfg.Port,
 		Tags:    cfg.Tags,
-		Meta:    cfg.Meta,
+		Meta:    httpMeta,
 		Check: &api.AgentServiceCheck{
 			CheckID:                        "service:" + cfg.ID,
 			Name:                           "inferd readiness",
@@ -133,11 +182,42 @@ func New(cfg Config, log *slog.Logger) (*Registrar, error) {
 			Timeout:                        cfg.CheckTimeout.String(),
 			DeregisterCriticalServiceAfter: cfg.DeregisterAfter.String(),
 		},
+	}}
+	if cfg.GRPCPort > 0 {
+		id := cfg.ID + GRPCSuffix
+		regs = append(regs, &api.AgentServiceRegistration{
+			ID:      id,
+			Name:    cfg.Service + GRPCSuffix,
+			Address: cfg.Address,
+			Port:    cfg.GRPCPort,
+			Tags:    cfg.Tags,
+			Meta:    meta,
+			Check: &api.AgentServiceCheck{
+				CheckID:                        "service:" + id,
+				Name:                           "inferd gRPC readiness (grpc.health.v1)",
+				GRPC:                           cfg.GRPCCheckAddr,
+				GRPCUseTLS:                     cfg.GRPCTLS,
+				TLSSkipVerify:                  cfg.GRPCTLS,
+				Interval:                       cfg.CheckInterval.String(),
+				Timeout:                        cfg.CheckTimeout.String(),
+				DeregisterCriticalServiceAfter: cfg.DeregisterAfter.String(),
+			},
+		})
 	}
-	return r, nil
+	return regs
 }
 
-// ID returns the service instance ID.
+// ids returns the instance IDs registered: HTTP, then gRPC.
+func (r *Registrar) ids() []string {
+	ids := []string{r.cfg.ID}
+	if r.cfg.GRPCPort > 0 {
+		ids = append(ids, r.cfg.ID+GRPCSuffix)
+	}
+	return ids
+}
+
+// ID returns the service instance ID (the HTTP one; the gRPC one is
+// ID()+GRPCSuffix).
 func (r *Registrar) ID() string { return r.cfg.ID }
 
 // Start registers in the background until Drain or Deregister; it never
@@ -187,7 +267,7 @@ func (r *Registrar) loop(ctx context.Context) {
 	}
 }
 
-// sync registers when the agent does not have the service.
+// sync registers when the agent lacks the service (or its gRPC twin).
 func (r *Registrar) sync(ctx context.Context) error {
 	r.mu.Lock()
 	st := r.state
@@ -199,29 +279,31 @@ func (r *Registrar) sync(ctx context.Context) error {
 	defer cancel()
 	q := (&api.QueryOptions{}).WithContext(ctx)
 	if st == registered {
-		svc, _, err := r.agent.Service(r.cfg.ID, q)
-		if err == nil && svc != nil {
+		lost, err := r.lost(q)
+		if err != nil {
+			return err
+		}
+		if lost == "" {
 			return nil
 		}
-		var se api.StatusError
-		if err != nil && !(errors.As(err, &se) && se.Code == 404) {
-			return fmt.Errorf("register: look up service: %w", err)
-		}
-		r.log.Warn("consul agent lost the registration; registering again")
+		r.log.Warn("consul agent lost the registration; registering again", "lost", lost)
 	}
 	start := time.Now()
 	r.mu.Lock()
-	reg, gen := *r.reg, r.gen
+	regs, gen := r.regs, r.gen
 	r.mu.Unlock()
-	check := *reg.Check
-	check.Status = api.HealthCritical // until the agent's first check passes
+	status := api.HealthCritical // until the agent's first check passes
 	if r.cfg.Ready != nil && r.cfg.Ready() {
-		check.Status = api.HealthPassing
+		status = api.HealthPassing
 	}
-	reg.Check = &check
 	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
-	if err := r.agent.ServiceRegisterOpts(&reg, opts); err != nil {
-		return fmt.Errorf("register: %w", err)
+	for _, p := range regs {
+		reg, check := *p, *p.Check
+		check.Status = status
+		reg.Check = &check
+		if err := r.agent.ServiceRegisterOpts(&reg, opts); err != nil {
+			return fmt.Errorf("register %s: %w", reg.ID, err)
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -232,14 +314,34 @@ func (r *Registrar) sync(ctx context.Context) error {
 	if r.gen == gen {
 		r.state = registered
 	} // else SetMeta ran meanwhile: the next sync registers its meta
-	r.log.Info("registered in consul", "service", r.cfg.Service, "check", r.cfg.CheckURL, "status", check.Status,
-		"interval", r.cfg.CheckInterval, "took", time.Since(start).Round(time.Millisecond))
+	args := []any{"service", r.cfg.Service, "check", r.cfg.CheckURL, "status", status, "interval", r.cfg.CheckInterval}
+	if r.cfg.GRPCPort > 0 {
+		args = append(args, "grpc_service", r.cfg.Service+GRPCSuffix, "grpc_check", r.cfg.GRPCCheckAddr)
+	}
+	r.log.Info("registered in consul", append(args, "took", time.Since(start).Round(time.Millisecond))...)
 	return nil
 }
 
-// Drain stops re-registration and puts the instance in maintenance, so that
-// DNS and health queries stop returning it before its own readiness check
-// turns critical. It is the server's drain hook.
+// lost returns the first instance ID the agent does not have ("" when it
+// has them all).
+func (r *Registrar) lost(q *api.QueryOptions) (string, error) {
+	for _, id := range r.ids() {
+		svc, _, err := r.agent.Service(id, q)
+		if err == nil && svc != nil {
+			continue
+		}
+		var se api.StatusError
+		if err != nil && !(errors.As(err, &se) && se.Code == 404) {
+			return "", fmt.Errorf("register: look up service %s: %w", id, err)
+		}
+		return id, nil
+	}
+	return "", nil
+}
+
+// Drain stops re-registration and puts the instance (and its gRPC twin) in
+// maintenance, so that DNS and health queries stop returning it before its
+// own readiness checks turn critical. It is the server's drain hook.
 func (r *Registrar) Drain() {
 	r.mu.Lock()
 	was := r.state
@@ -255,15 +357,18 @@ func (r *Registrar) maintenance() {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	q := (&api.QueryOptions{}).WithContext(ctx)
-	if err := r.agent.EnableServiceMaintenanceOpts(r.cfg.ID, "inferd draining", q); err != nil {
-		r.log.Warn("consul maintenance failed; the readiness check will fail instead", "err", err)
-		return
+	ids := r.ids()
+	for _, id := range ids {
+		if err := r.agent.EnableServiceMaintenanceOpts(id, "inferd draining", q); err != nil {
+			r.log.Warn("consul maintenance failed; the readiness check will fail instead", "id", id, "err", err)
+			return
+		}
 	}
-	r.log.Info("consul maintenance on (draining)", "took", time.Since(start).Round(time.Millisecond))
+	r.log.Info("consul maintenance on (draining)", "ids", ids, "took", time.Since(start).Round(time.Millisecond))
 }
 
-// Deregister stops the loop and removes the instance from the agent. Call
-// it last in shutdown, once work is done.
+// Deregister stops the loop and removes the instance (and its gRPC twin)
+// from the agent. Call it last in shutdown, once work is done.
 func (r *Registrar) Deregister(ctx context.Context) error {
 	r.mu.Lock()
 	r.state = draining
@@ -277,12 +382,17 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 	}
 	start := time.Now()
 	opts := (&api.QueryOptions{}).WithContext(ctx)
-	if err := r.agent.ServiceDeregisterOpts(r.cfg.ID, opts); err != nil {
-		var se api.StatusError
-		if errors.As(err, &se) && se.Code == 404 {
-			return nil
+	var errs []error
+	for _, id := range r.ids() {
+		if err := r.agent.ServiceDeregisterOpts(id, opts); err != nil {
+			var se api.StatusError
+			if !(errors.As(err, &se) && se.Code == 404) {
+				errs = append(errs, fmt.Errorf("register: deregister %s: %w", id, err))
+			}
 		}
-		return fmt.Errorf("register: deregister %s: %w", r.cfg.ID, err)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	r.log.Info("deregistered from consul", "took", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -293,9 +403,7 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 // agent is unreachable. Ignored once draining.
 func (r *Registrar) SetMeta(meta map[string]string) {
 	r.mu.Lock()
-	reg := *r.reg
-	reg.Meta = meta
-	r.reg = &reg
+	r.regs = r.registrations(meta)
 	r.gen++
 	if r.state == registered {
 		r.state = unregistered

@@ -17,8 +17,9 @@
 #   PORT_BASE=18500       ports used, all on 127.0.0.1: Consul HTTP BASE,
 #                         DNS BASE+1, serf BASE+2/+3, RPC BASE+4; HAProxy
 #                         BASE+10 (plain HTTP), its stats and exporter
-#                         BASE+11, TLS BASE+12; Prometheus BASE+20;
-#                         replicas BASE+30...
+#                         BASE+11, TLS BASE+12, gRPC BASE+13; Prometheus
+#                         BASE+20; replicas BASE+30... (HTTP) and
+#                         BASE+60... (gRPC), so at most 30 replicas
 #   RUN_DIR=.run/cluster  pid files, logs, rendered configs, and the
 #                         gateway's state in RUN_DIR/gateway: its maps (API
 #                         key hashes, tenants' models and rates) and tls/
@@ -45,7 +46,8 @@ replicas="${REPLICAS:-3}"
 base="${PORT_BASE:-18500}"
 
 consul_http=$base consul_dns=$((base + 1)) serf_lan=$((base + 2)) serf_wan=$((base + 3)) consul_rpc=$((base + 4))
-hap_port=$((base + 10)) hap_stats=$((base + 11)) hap_tls=$((base + 12)) prom_port=$((base + 20)) replica_base=$((base + 30))
+hap_port=$((base + 10)) hap_stats=$((base + 11)) hap_tls=$((base + 12)) hap_grpc=$((base + 13)) prom_port=$((base + 20))
+replica_base=$((base + 30)) replica_grpc_base=$((base + 60))
 gateway="${GATEWAY:-on}"
 plain="${PLAIN:-1}"
 tls_bind="${TLS_BIND:-127.0.0.1:$hap_tls}"
@@ -180,16 +182,18 @@ up() {
 	[ "$gateway" = on ] || [ "$gateway" = off ] || die "GATEWAY=$gateway: want on or off"
 	[ "$plain" = 1 ] || [ "$plain" = 0 ] || die "PLAIN=$plain: want 1 or 0"
 	[ "$gateway" = off ] || [ -x "$keys_bin" ] || die "$keys_bin missing: run make build"
+	((replicas >= 1 && replicas <= 30)) || die "REPLICAS=$replicas: want 1 to 30"
 	mkdir -p "$run"
 	if ls "$run"/*.pid >/dev/null 2>&1; then
 		die "a cluster is already up from $run (make cluster-down first)"
 	fi
 	local p i
-	for p in $consul_http $consul_dns $serf_lan $serf_wan $consul_rpc $hap_port $hap_stats ${tls_bind##*:} $prom_port; do
+	for p in $consul_http $consul_dns $serf_lan $serf_wan $consul_rpc $hap_port $hap_stats ${tls_bind##*:} $hap_grpc $prom_port; do
 		port_busy "$p" && die "port $p is taken: set PORT_BASE to another base"
 	done
 	for ((i = 0; i < replicas; i++)); do
 		port_busy $((replica_base + i)) && die "port $((replica_base + i)) is taken: set PORT_BASE"
+		port_busy $((replica_grpc_base + i)) && die "port $((replica_grpc_base + i)) is taken: set PORT_BASE"
 	done
 
 	local t0=$SECONDS
@@ -209,6 +213,7 @@ up() {
 	for ((i = 1; i <= replicas; i++)); do
 		cat >"$run/replica-$i.yaml" <<EOF
 listen: "127.0.0.1:$((replica_base + i - 1))"
+grpc_listen: "127.0.0.1:$((replica_grpc_base + i - 1))"
 server: {drain_delay: 2s, replica_name: replica-$i}
 models:
   - {name: $model, path: "$path", device: $device}
@@ -224,7 +229,7 @@ EOF
 	gateway_init
 	local hap_env=(HAPROXY_STATS_PORT="$hap_stats" CONSUL_DNS_PORT="$consul_dns" HAPROXY_RUN_DIR="$run"
 		HAPROXY_GATEWAY="$gateway" HAPROXY_GATEWAY_DIR="$gwdir"
-		HAPROXY_TLS_BIND="$tls_bind" HAPROXY_TLS_CERT="$gwdir/tls/server.pem")
+		HAPROXY_TLS_BIND="$tls_bind" HAPROXY_TLS_CERT="$gwdir/tls/server.pem" HAPROXY_GRPC_PORT="$hap_grpc")
 	[ "$plain" = 1 ] && hap_env+=(HAPROXY_PORT="$hap_port")
 	(
 		unset HAPROXY_PORT
@@ -280,11 +285,14 @@ inferd ($front) $tls_url   CA: $ca
                       e.g. curl --cacert $ca -H "Authorization: Bearer \$KEY" \\
                              --data-binary @cat.jpg $tls_url/v2/models/$model/classify
 $plain_line
+gRPC (KServe v2)      127.0.0.1:$hap_grpc   (h2c; also on the TLS port; same key as metadata, a key allowed every model)
+                      e.g. grpcurl -plaintext -H "authorization: Bearer \$KEY" 127.0.0.1:$hap_grpc inference.GRPCInferenceService/ServerReady
 $keyline
 HAProxy stats         http://127.0.0.1:$hap_stats/stats   (Prometheus exporter: /metrics; Runtime API: $run/haproxy.sock)
 Consul UI and API     http://127.0.0.1:$consul_http/ui   (DNS on 127.0.0.1:$consul_dns)
 Prometheus API        http://127.0.0.1:$prom_port/api/v1/query?query=up
 replicas              $(for ((i = 0; i < replicas; i++)); do printf 'http://127.0.0.1:%d ' $((replica_base + i)); done)
+replicas' gRPC        $(for ((i = 0; i < replicas; i++)); do printf '127.0.0.1:%d ' $((replica_grpc_base + i)); done)
 Grafana dashboard     configs/grafana/inferd-dashboard.json (import; datasource: the Prometheus above)
 logs and pid files    $run
 stop it with          make cluster-down

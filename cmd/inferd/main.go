@@ -128,7 +128,7 @@ func run() error {
 
 	var reg *register.Registrar
 	if cfg.Register.Enabled {
-		if reg, err = newRegistrar(cfg, ln.Addr().String(), srv, log); err != nil {
+		if reg, err = newRegistrar(cfg, ln.Addr().String(), grpcAddr, srv, log); err != nil {
 			ln.Close()
 			return err
 		}
@@ -202,8 +202,10 @@ func or(s, def string) string {
 }
 
 // newRegistrar builds the Consul registration for the replica listening on
-// addr (the bound address, so ":0" works).
-func newRegistrar(cfg *config.Config, addr string, srv *server.Server, log *slog.Logger) (*register.Registrar, error) {
+// addr (the bound address, so ":0" works) and, unless grpcAddr is "off",
+// serving gRPC on grpcAddr (bound too): a second service, SERVICE-grpc,
+// that Drain and Deregister handle with the first.
+func newRegistrar(cfg *config.Config, addr, grpcAddr string, srv *server.Server, log *slog.Logger) (*register.Registrar, error) {
 	rc := cfg.Register
 	host, port, err := register.ListenPort(addr)
 	if err != nil {
@@ -216,7 +218,14 @@ func newRegistrar(cfg *config.Config, addr string, srv *server.Server, log *slog
 		host = rc.Address
 	}
 	rc.Address = host
-	return register.New(register.Config{Settings: rc, Port: port, Meta: modelMeta(srv), Ready: srv.Ready}, log)
+	rcfg := register.Config{Settings: rc, Port: port, Meta: modelMeta(srv), Ready: srv.Ready}
+	if grpcAddr != "off" {
+		if _, rcfg.GRPCPort, err = register.ListenPort(grpcAddr); err != nil {
+			return nil, err
+		}
+		rcfg.GRPCTLS = cfg.TLS.Enabled() // gRPC serves TLS with the same certificate
+	}
+	return register.New(rcfg, log)
 }
 
 // overrides are the command-line flags that override the config file.
