@@ -139,7 +139,7 @@ func (s *Server) newGRPC() *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(s.grpcUnary),
 		// ModelInfer's raw contents alias the received message (grpc_codec.go).
-		grpc.ForceServerCodecV2(newGRPCCodec()),
+		grpc.ForceServerCodecV2(newGRPCCodec(s.budget)),
 		experimental.BufferPool(grpcBufferPool), // not zeroed: grpc_codec.go says why that is sound
 	}
 	s.secMu.Lock()

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/inferd/inferd/budget"
 	"github.com/inferd/inferd/inferencepb"
 )
 
@@ -44,12 +45,17 @@ import (
 // as the codec it replaces; it changes nothing on the wire.
 type grpcCodec struct {
 	std encoding.CodecV2 // grpc-go's "proto" codec
+	// budget, when set, is reserved on before a ModelInfer request is
+	// decoded, for what decoding allocates (decodeBound).
+	budget *budget.Budget
 }
 
 var _ encoding.CodecV2 = grpcCodec{}
 
-func newGRPCCodec() grpcCodec {
-	return grpcCodec{std: encoding.GetCodecV2("proto")}
+// newGRPCCodec returns the codec; with b non-nil, ModelInfer requests
+// reserve on b before they are decoded.
+func newGRPCCodec(b *budget.Budget) grpcCodec {
+	return grpcCodec{std: encoding.GetCodecV2("proto"), budget: b}
 }
 
 // Name is "proto": clients see the protocol they asked for.
@@ -65,41 +71,67 @@ func (c grpcCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.std.Unmarshal(data, v)
 	}
-	return call.decode(data)
+	return call.decode(data, c.budget)
 }
 
 // grpcInferCall is a ModelInfer request whose raw_input_contents are
 // sub-slices of msg, the received message, which the call holds until
-// release.
+// release, with the memory budget its decoding reserved.
 type grpcInferCall struct {
-	req inferencepb.ModelInferRequest
-	msg mem.Buffer // nil before decode and after release
+	req  inferencepb.ModelInferRequest
+	msg  mem.Buffer // nil before decode and after release
+	hold budget.Hold
+	// refused is why the request was not decoded: the memory budget could
+	// not hold what decoding it would allocate. The codec does not return
+	// it (grpc-go would answer Internal): the method handler answers it,
+	// through the interceptors, as ResourceExhausted.
+	refused error
 }
 
 // decode takes data's bytes (a reference when data is one buffer, else a
-// copy into a pooled buffer of its own) and decodes them into c.req.
-func (c *grpcInferCall) decode(data mem.BufferSlice) error {
+// copy into a pooled buffer of its own), reserves on b (when not nil) the
+// message and what decoding it may allocate, and decodes it into c.req.
+// protobuf decoding allocates up to about 80 times the wire size of a
+// hostile message (an empty repeated message costs 2 bytes on the wire and
+// a struct in memory), so the reservation comes first; when it does not
+// fit, c.refused says so and nothing is decoded.
+func (c *grpcInferCall) decode(data mem.BufferSlice, b *budget.Budget) error {
 	if len(data) == 1 {
 		data[0].Ref()
 		c.msg = data[0]
 	} else {
 		c.msg = materialize(data)
 	}
-	if err := decodeInferRequest(c.msg.ReadOnlyData(), &c.req); err != nil {
+	msg := c.msg.ReadOnlyData()
+	if b != nil {
+		bound, err := decodeBound(msg)
+		if err != nil {
+			c.release()
+			return err
+		}
+		c.hold = b.Hold()
+		if err := c.hold.Reserve(int64(len(msg))+bound, "decoding the gRPC infer request"); err != nil {
+			c.release()
+			c.refused = exhausted{err}
+			return nil
+		}
+	}
+	if err := decodeInferRequest(msg, &c.req); err != nil {
 		c.release()
 		return err
 	}
 	return nil
 }
 
-// release drops the request's raw contents and frees the message buffer.
-// The request must not be used after it.
+// release drops the request's raw contents, frees the message buffer and
+// gives back what decoding reserved. The request must not be used after it.
 func (c *grpcInferCall) release() {
 	c.req.RawInputContents = nil
 	if c.msg != nil {
 		c.msg.Free()
 		c.msg = nil
 	}
+	c.hold.Release()
 }
 
 // grpcModelInferHandler is the ModelInfer method handler: the generated
@@ -113,13 +145,17 @@ func grpcModelInferHandler(srv any, ctx context.Context, dec func(any) error, in
 	}
 	defer call.release()
 	g := srv.(inferencepb.GRPCInferenceServiceServer)
+	infer := func(ctx context.Context, req any) (any, error) {
+		if call.refused != nil {
+			return nil, call.refused
+		}
+		return g.ModelInfer(ctx, req.(*inferencepb.ModelInferRequest))
+	}
 	if interceptor == nil {
-		return g.ModelInfer(ctx, &call.req)
+		return infer(ctx, &call.req)
 	}
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: inferencepb.GRPCInferenceService_ModelInfer_FullMethodName}
-	return interceptor(ctx, &call.req, info, func(ctx context.Context, req any) (any, error) {
-		return g.ModelInfer(ctx, req.(*inferencepb.ModelInferRequest))
-	})
+	return interceptor(ctx, &call.req, info, infer)
 }
 
 // grpcServiceDesc is the inference service's description with
@@ -151,18 +187,9 @@ func decodeInferRequest(b []byte, pr *inferencepb.ModelInferRequest) error {
 	var raw [][]byte
 	var rest []byte // the other fields, when they are not a prefix of b
 	prefix := -1    // the length of b's prefix of other fields; -1 while no raw field was seen
-	for off := 0; off < len(b); {
-		num, typ, n := protowire.ConsumeTag(b[off:])
-		if n < 0 {
-			return fmt.Errorf("ModelInferRequest: %w", protowire.ParseError(n))
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
-		if m < 0 {
-			return fmt.Errorf("ModelInferRequest: field %d: %w", num, protowire.ParseError(m))
-		}
-		field := b[off : off+n+m]
+	off := 0
+	err := eachField(b, func(num protowire.Number, typ protowire.Type, v, field []byte) error {
 		if num == rawInputContentsField && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(b[off+n:])
 			raw = append(raw, v[:len(v):len(v)])
 			if prefix < 0 {
 				prefix = off
@@ -173,7 +200,11 @@ func decodeInferRequest(b []byte, pr *inferencepb.ModelInferRequest) error {
 			}
 			rest = append(rest, field...)
 		}
-		off += n + m
+		off += len(field)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	switch {
 	case rest != nil:
@@ -236,4 +267,113 @@ func (p *pow2Pool) Put(b *[]byte) {
 		return // not one of Get's
 	}
 	p.pools[bits.Len(uint(c))-1].Put(b)
+}
+
+// What decoding a ModelInferRequest allocates, bounded from its wire form
+// (decodeBound): per raw_input_contents or bytes_contents entry,
+// decodeRawEntry for its slice header and the slice's growth (about 63
+// measured), plus a bytes_contents entry's copied bytes; for the other
+// typed contents, their elements (packed varints counted one by one,
+// fixed-size ones by length), twice; for every other byte on the wire, at most
+// decodeFactor bytes: protobuf-go allocates about 80 per wire byte for
+// repeated empty messages (a 2-byte InferInputTensor is a struct, a
+// pointer and its growth; TestDecodeBound measures each hostile shape).
+const (
+	decodeFactor   = 96
+	decodeRawEntry = 128
+	decodeOverhead = 64 << 10
+)
+
+// decodeBound returns at most what decodeInferRequest allocates for b,
+// and the error decoding b would give when b is not a well-formed
+// message. It allocates nothing.
+func decodeBound(b []byte) (int64, error) {
+	n := int64(decodeOverhead)
+	err := eachField(b, func(num protowire.Number, typ protowire.Type, v, field []byte) error {
+		switch {
+		case num == rawInputContentsField && typ == protowire.BytesType:
+			n += decodeRawEntry
+		case num == 5 && typ == protowire.BytesType: // inputs
+			m, err := inputBound(v)
+			n += m + decodeFactor*int64(len(field)-len(v))
+			return err
+		default:
+			n += decodeFactor * int64(len(field))
+		}
+		return nil
+	})
+	return n, err
+}
+
+// inputBound bounds the decoding of an InferInputTensor.
+func inputBound(b []byte) (int64, error) {
+	var n int64
+	err := eachField(b, func(num protowire.Number, typ protowire.Type, v, field []byte) error {
+		if num == 5 && typ == protowire.BytesType { // contents
+			n += contentsBound(v) + decodeFactor*int64(len(field)-len(v))
+		} else {
+			n += decodeFactor * int64(len(field))
+		}
+		return nil
+	})
+	return n, err
+}
+
+// contentsBound bounds the decoding of an InferTensorContents: each
+// packed field's elements at their Go size (twice, for the growth of a
+// field sent in several pieces), bytes_contents copied with their slice
+// headers, anything else at decodeFactor per wire byte.
+func contentsBound(b []byte) int64 {
+	var n int64
+	eachField(b, func(num protowire.Number, typ protowire.Type, v, field []byte) error {
+		switch {
+		case typ != protowire.BytesType || num < 1 || num > 8:
+			n += decodeFactor * int64(len(field))
+		case num == 8: // bytes_contents
+			n += decodeRawEntry + int64(len(v))
+		case num == 6 || num == 7: // fixed32, fixed64: len(v)/size elements
+			n += 2 * int64(len(v))
+		default: // packed varints: one element per byte without the continuation bit
+			var count int64
+			for _, c := range v {
+				if c < 0x80 {
+					count++
+				}
+			}
+			n += 2 * packedSize[num] * count
+		}
+		return nil
+	})
+	return n
+}
+
+// packedSize is the Go size of an element of InferTensorContents' packed
+// varint fields, by field number (bool, int32, int64, uint32, uint64).
+var packedSize = [...]int64{1: 1, 2: 4, 3: 8, 4: 4, 5: 8}
+
+// eachField calls f with each field of the message b: its number, wire
+// type, value (a length-delimited field's contents, else the encoded
+// value) and whole encoding; it stops at the first malformed field, with
+// decodeInferRequest's error, or at f's error.
+func eachField(b []byte, f func(num protowire.Number, typ protowire.Type, v, field []byte) error) error {
+	for off := 0; off < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[off:])
+		if n < 0 {
+			return fmt.Errorf("ModelInferRequest: %w", protowire.ParseError(n))
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
+		if m < 0 {
+			return fmt.Errorf("ModelInferRequest: field %d: %w", num, protowire.ParseError(m))
+		}
+		field := b[off : off+n+m]
+		v := field[n:]
+		if typ == protowire.BytesType {
+			v, _ = protowire.ConsumeBytes(v)
+		}
+		if err := f(num, typ, v, field); err != nil {
+			return err
+		}
+		off += n + m
+	}
+	return nil
 }

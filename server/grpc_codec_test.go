@@ -1,18 +1,24 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 	"unsafe"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -208,7 +214,7 @@ func TestGRPCInferCallDecode(t *testing.T) {
 		}
 		return s
 	}
-	codec := newGRPCCodec()
+	codec := newGRPCCodec(nil)
 	for _, c := range []struct {
 		name string
 		data mem.BufferSlice
@@ -238,5 +244,110 @@ func TestGRPCInferCallDecode(t *testing.T) {
 	}
 	if call.msg != nil {
 		t.Error("a failed decode kept the message buffer")
+	}
+}
+
+// hostileInferMessages are ModelInferRequests shaped to make protobuf
+// decoding allocate many times their wire size: n empty repeated messages,
+// distinct map entries, 1-byte varints, empty bytes elements.
+func hostileInferMessages(n int) map[string][]byte {
+	field := func(b []byte, num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), v)
+	}
+	repeat := func(num protowire.Number, v func(i int) []byte) []byte {
+		var b []byte
+		for i := range n {
+			b = field(b, num, v(i))
+		}
+		return b
+	}
+	empty := func(int) []byte { return nil }
+	param := func(i int) []byte {
+		return protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), strconv.Itoa(i))
+	}
+	input := func(contents []byte) []byte { return field(nil, 5, field(nil, 5, contents)) }
+	varints := make([]byte, n)
+	for i := range varints {
+		varints[i] = 1
+	}
+	var unpacked []byte // int64_contents one element per field
+	for range n {
+		unpacked = protowire.AppendVarint(protowire.AppendTag(unpacked, 3, protowire.VarintType), 1)
+	}
+	return map[string][]byte{
+		"empty inputs":         repeat(5, empty),
+		"empty outputs":        repeat(6, empty),
+		"empty raw contents":   repeat(rawInputContentsField, empty),
+		"request parameters":   repeat(4, param),
+		"input parameters":     field(nil, 5, repeat(4, param)),
+		"int64 contents":       input(field(nil, 3, varints)),
+		"bool contents":        input(field(nil, 1, varints)),
+		"empty bytes contents": input(repeat(8, empty)),
+		"unpacked int64":       input(unpacked),
+	}
+}
+
+// decodeBound is at least what decoding allocates, for the message shapes
+// that make protobuf allocate most per wire byte, and stays small for a
+// request whose tensor travels as raw contents.
+func TestDecodeBound(t *testing.T) {
+	for name, msg := range hostileInferMessages(50000) {
+		bound, err := decodeBound(msg)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		var pr inferencepb.ModelInferRequest
+		if err := decodeInferRequest(msg, &pr); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(&pr)
+		if got := int64(after.TotalAlloc - before.TotalAlloc); got > bound {
+			t.Errorf("%s: %d wire bytes allocated %d when decoded, over the bound %d", name, len(msg), got, bound)
+		}
+	}
+	raw, err := proto.Marshal(rawRequest(1, floats(3*224*224, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bound, _ := decodeBound(raw); bound > 128<<10 {
+		t.Errorf("a %d-byte raw request: decoding bound %d, want it under 128 KiB (the tensor is not copied)", len(raw), bound)
+	}
+	typedReq := rawRequest(1, nil)
+	typedReq.RawInputContents = nil
+	typedReq.Inputs[0].Contents = &inferencepb.InferTensorContents{Fp32Contents: floats(3*224*224, 0)}
+	typed, err := proto.Marshal(typedReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bound, _ := decodeBound(typed); bound > 3*int64(len(typed)) {
+		t.Errorf("a %d-byte typed FP32 request: decoding bound %d, want at most 3 times its size", len(typed), bound)
+	}
+}
+
+// rawCodec sends a message already in its wire form (a *[]byte), so that a
+// test can send what no generated client would.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error)      { return *v.(*[]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
+func (rawCodec) Name() string                       { return "proto" }
+
+// A ModelInfer message that would decode into gigabytes (20 Mi empty
+// inputs: 40 MiB on the wire, under max_body_bytes) is refused with
+// ResourceExhausted before it is decoded, and the server serves on.
+func TestGRPCDecodeReservedFirst(t *testing.T) {
+	gs := startGRPC(t, tinyConfig(func(c *config.Config) { c.Server.MemoryLimit = 1 << 30 }))
+	msg := bytes.Repeat([]byte{byte(protowire.EncodeTag(5, protowire.BytesType)), 0}, 20<<20)
+	var resp inferencepb.ModelInferResponse
+	err := gs.conn.Invoke(grpcCtx(t), inferencepb.GRPCInferenceService_ModelInfer_FullMethodName, &msg, &resp, grpc.ForceCodec(rawCodec{}))
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "decoding the gRPC infer request") {
+		t.Fatalf("a message decoding into gigabytes: %v, want ResourceExhausted before decoding", err)
+	}
+	if _, err := gs.client.ModelInfer(grpcCtx(t), rawRequest(1, floats(3*224*224, 0))); err != nil {
+		t.Fatalf("the next request: %v", err)
 	}
 }

@@ -47,13 +47,14 @@ func putGRPCInferState(st *grpcInferState) {
 // outputs come back in raw_output_contents (contents unset), as Triton
 // answers.
 //
-// Memory: grpc-go has read and decoded the whole message (at most
-// server.max_body_bytes on the wire) before this runs. The handler then
-// reserves on server.memory_limit what the decoded message holds (raw
-// contents, typed contents as Go slices), what converting typed contents
-// allocates, and the response's output bytes, and gets ResourceExhausted
-// when they do not fit; the memory grpc-go used to receive the message
-// and to marshal the response is not counted (see docs/design.md).
+// Memory: grpc-go has read the whole message (at most
+// server.max_body_bytes on the wire) before this runs; the codec reserved
+// on server.memory_limit the message and a bound of what decoding it
+// allocates before it decoded (grpcInferCall.decode). The handler then
+// reserves what converting typed contents allocates and the response's
+// output bytes, and gets ResourceExhausted when they do not fit; the
+// memory grpc-go holds while a message arrives, and to marshal the
+// response, is not counted (see docs/design.md).
 func (g *grpcService) ModelInfer(ctx context.Context, pr *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
 	resp, cache, err := g.infer(ctx, pr)
 	if cache != "" {
@@ -85,7 +86,7 @@ func (g *grpcService) infer(ctx context.Context, pr *inferencepb.ModelInferReque
 	}
 	h := s.budget.Hold()
 	defer h.Release()
-	if err := h.Reserve(grpcMessageBytes(pr), "the gRPC infer request"); err != nil {
+	if err := h.Reserve(grpcConvertBytes(pr), "converting the gRPC infer request's typed contents"); err != nil {
 		return nil, cache, exhausted{err}
 	}
 	st := grpcInferStates.Get().(*grpcInferState)
@@ -203,17 +204,13 @@ func grpcCacheUse(ctx context.Context, m *host.Model) cacheMode {
 	return cacheOn
 }
 
-// grpcMessageBytes is what a decoded ModelInferRequest holds, roughly, and
-// what converting its typed contents may allocate (no more than they hold
-// as Go slices): raw contents once, typed contents twice, 64 KiB for the
-// rest (names, shapes, parameters, which the wire size caps).
-func grpcMessageBytes(pr *inferencepb.ModelInferRequest) int64 {
-	n := int64(64 << 10)
-	for _, b := range pr.RawInputContents {
-		n += int64(len(b))
-	}
+// grpcConvertBytes bounds what converting pr's typed contents allocates
+// (no more than they hold as Go slices); raw contents are used in place,
+// and the decoded message was reserved by the codec.
+func grpcConvertBytes(pr *inferencepb.ModelInferRequest) int64 {
+	var n int64
 	for _, in := range pr.Inputs {
-		n += 2 * typedBytes(in.Contents)
+		n += typedBytes(in.Contents)
 	}
 	return n
 }

@@ -115,7 +115,7 @@ loop:
 			wg.Go(func() {
 				defer func() { <-slots }()
 				defer r.call.release()
-				send(g.streamRequest(stream, &r.call.req))
+				send(g.streamRequest(stream, r.call))
 			})
 		case <-failed:
 			break loop // sendErr says why
@@ -139,11 +139,16 @@ loop:
 
 // streamRequest serves one request of a stream and counts it in the
 // request metrics, as grpcUnary does a ModelInfer.
-func (g *grpcService) streamRequest(stream inferencepb.GRPCInferenceService_ModelStreamInferServer, pr *inferencepb.ModelInferRequest) *inferencepb.ModelStreamInferResponse {
+func (g *grpcService) streamRequest(stream inferencepb.GRPCInferenceService_ModelStreamInferServer, call *grpcInferCall) *inferencepb.ModelStreamInferResponse {
 	s := g.s
+	pr := &call.req
 	start := time.Now()
 	s.stats.inFlight.Inc()
-	resp, _, err := g.infer(stream.Context(), pr)
+	var resp *inferencepb.ModelInferResponse
+	err := call.refused // the budget could not hold its decoding: pr is empty
+	if err == nil {
+		resp, _, err = g.infer(stream.Context(), pr)
+	}
 	s.stats.inFlight.Dec()
 	code := http.StatusOK
 	if err != nil {
