@@ -137,7 +137,7 @@ func BenchmarkGRPCUnmarshal(b *testing.B) {
 		data = append(data, mem.Copy(rest[:n], mem.DefaultBufferPool()))
 		rest = rest[n:]
 	}
-	codec := newGRPCCodec()
+	codec := newGRPCCodec(nil)
 	b.Run("grpc-go-proto", func(b *testing.B) {
 		b.SetBytes(int64(len(msg)))
 		b.ReportAllocs()
